@@ -1,0 +1,183 @@
+"""The operations a user runs (deploy, rollback, status, releases, unlock), wired from a
+project directory: load and validate config, build the release, plan, then hand the plan to
+the orchestrator with a transport and reporters. Tasks call these and nothing deeper."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.config import (
+    Host,
+    Inventory,
+    Playbook,
+    load_inventory,
+    load_playbook,
+    select_hosts,
+    validate_templates_exist,
+)
+from deployer.deploy import deploy as run_deploy
+from deployer.dryrun import describe
+from deployer.errors import ConfigError, ReleaseError
+from deployer.events import EventBus, Subscriber
+from deployer.inspect import HostStatus, gather
+from deployer.locking import force_unlock
+from deployer.plan import DeployPlan, HostPlan, build_plan
+from deployer.release import Release, build_release, validate_release_id
+from deployer.remote.ssh import SSHTransport
+from deployer.remote.transport import Transport
+from deployer.reporters import RunRecorder
+from deployer.rollback import rollback as run_rollback
+from deployer.runner import Runner, new_run_id
+
+PLACEHOLDER_RELEASE = "00000000T000000Z-0000000"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A deploy project: `inventories/`, `playbooks/`, `templates/` under one root."""
+
+    root: Path
+
+    @property
+    def inventories(self) -> Path:
+        return self.root / "inventories"
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / ".deploy-runs"
+
+    def playbook_path(self, name: str) -> Path:
+        path = self.root / "playbooks" / f"{name}.yml"
+        if not path.exists():
+            raise ConfigError(f"playbook '{name}' not found", file=str(path),
+                              hint="create playbooks/deploy.yml or pass --playbook NAME")
+        return path
+
+
+@dataclass(frozen=True)
+class Loaded:
+    project: Project
+    env: str
+    inventory: Inventory
+    playbook: Playbook
+    hosts: tuple[Host, ...]
+
+    def plan(self, release_id: str, run_id: str) -> DeployPlan:
+        return build_plan(self.playbook, self.hosts, env=self.env, release_id=release_id,
+                          run_id=run_id, templates_dir=self.project.templates,
+                          groups=self.inventory.groups)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to connect and whom to tell."""
+
+    reporters: Sequence[Subscriber] = ()
+    accept_new_host_keys: bool = False
+    transport: Transport | None = None  # tests may inject one; default SSH
+
+
+def load(project: Project, env: str, *, limit: str | None = None,
+         playbook: str = "deploy") -> Loaded:
+    """Load and validate everything; fails before any connection."""
+    inventory = load_inventory(project.inventories, env)
+    book = load_playbook(project.playbook_path(playbook))
+    validate_templates_exist(book, project.templates)
+    hosts = select_hosts(inventory, limit)
+    return Loaded(project, env, inventory, book, hosts)
+
+
+def _bus(options: Options, record_dir: Path | None) -> EventBus:
+    bus = EventBus()
+    for reporter in options.reporters:
+        bus.subscribe(reporter)
+    if record_dir is not None:
+        bus.subscribe(RunRecorder(record_dir))
+    return bus
+
+
+def _runner(loaded: Loaded, options: Options, bus: EventBus) -> Runner:
+    conn = loaded.playbook.connection
+    transport = options.transport or SSHTransport(
+        connect_timeout=conn.connect_timeout,
+        accept_new_host_keys=options.accept_new_host_keys)
+    return Runner(transport, bus, parallel=conn.parallel, command_timeout=conn.command_timeout)
+
+
+def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
+    source = loaded.playbook.source
+    root = loaded.project.root
+    if source.git_repo is not None:
+        return build_release(git_repo=root / source.git_repo, ref=ref or source.ref or "HEAD",
+                             subdir=source.subdir, work_dir=work_dir)
+    if ref is not None:
+        raise ReleaseError(
+            f"--ref {ref} given, but {loaded.playbook.path} deploys a directory"
+            f" ({source.path}), not a git repository",
+            hint="drop --ref, or set source: {git: ., ref: main} in the playbook")
+    assert source.path is not None
+    return build_release(source_dir=root / source.path, work_dir=work_dir)
+
+
+def deploy(loaded: Loaded, options: Options, *, ref: str | None = None,
+           dry_run: bool = False) -> dict[str, str | None] | str:
+    """Deploy; with dry_run, return the printed plan instead and connect to nothing."""
+    run_id = new_run_id()
+    with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
+        release = build(loaded, Path(tmp), ref)
+        plan = loaded.plan(release.id, run_id)
+        if dry_run:
+            return describe(plan, release)
+        bus = _bus(options, loaded.project.runs)
+        runner = _runner(loaded, options, bus)
+        try:
+            return run_deploy(plan, release, runner, bus)
+        finally:
+            runner.close()
+
+
+def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict[str, str | None]:
+    if to is not None:
+        to = validate_release_id(to)
+    run_id = new_run_id()
+    bus = _bus(options, loaded.project.runs)
+    runner = _runner(loaded, options, bus)
+    try:
+        return run_rollback(lambda rid: loaded.plan(rid, run_id), runner, bus,
+                            run_id=run_id, to=to)
+    finally:
+        runner.close()
+
+
+def _read_only_plans(loaded: Loaded) -> tuple[HostPlan, ...]:
+    return loaded.plan(PLACEHOLDER_RELEASE, new_run_id()).hosts
+
+
+def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[HostStatus]:
+    bus = _bus(options, None)
+    runner = _runner(loaded, options, bus)
+    try:
+        return gather(runner, _read_only_plans(loaded),
+                      loaded.playbook.health if health else None)
+    finally:
+        runner.close()
+
+
+def unlock(loaded: Loaded, options: Options) -> dict[str, object]:
+    bus = _bus(options, None)
+    runner = _runner(loaded, options, bus)
+    try:
+        return dict(force_unlock(runner, _read_only_plans(loaded)))
+    finally:
+        runner.close()
+
+
+def host_names(hosts: Iterable[Host]) -> list[str]:
+    return [h.name for h in hosts]

@@ -1,0 +1,174 @@
+"""Typed, frozen configuration objects. Built and validated once by the loaders; never mutated.
+
+String values that may contain Jinja2 are kept as `Template` (text + where it came from) and
+rendered per host at plan time, so an undefined variable is reported with file, line and key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value came from, for error messages: `file:line: key.path`."""
+
+    file: str
+    line: int | None
+    key_path: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.key_path}" if self.key_path else where
+
+
+@dataclass(frozen=True)
+class Template:
+    """A Jinja2 template string from a config file. Render with `deployer.config.render`."""
+
+    text: str
+    where: Location
+
+
+# ---------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host of an inventory, with its variables merged by precedence
+    (all < parent group < child group < host)."""
+
+    name: str  # inventory name (e.g. web1)
+    address: str  # ansible_host / host, defaults to name
+    port: int  # ansible_port / port, default 22
+    user: str | None  # ansible_user / user
+    groups: tuple[str, ...]  # every group it belongs to, ancestors included, 'all' first
+    vars: Mapping[str, Any] = field(default_factory=dict)  # merged variables
+    where: Location | None = None  # where the host was declared
+
+    @property
+    def key_file(self) -> str | None:
+        value = self.vars.get("ansible_ssh_private_key_file") or self.vars.get("ssh_key_file")
+        return str(value) if value else None
+
+    @property
+    def known_hosts_file(self) -> str | None:
+        value = self.vars.get("ssh_known_hosts_file")
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    env: str
+    path: str
+    hosts: tuple[Host, ...]  # in file order
+    groups: Mapping[str, tuple[str, ...]]  # group name -> host names (ancestors resolved)
+
+
+# ---------------------------------------------------------------- playbook
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the release comes from: a local directory, or a git ref (`git archive`)."""
+
+    path: str | None = None  # local directory, relative to the project root
+    git_repo: str | None = None  # repository path, relative to the project root
+    ref: str | None = None  # default ref when --ref is not given
+    subdir: str | None = None  # only this subdirectory of the repository
+
+
+@dataclass(frozen=True)
+class Shared:
+    dirs: tuple[str, ...] = ()  # relative to shared/, linked into each release
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    src: str  # path under templates/
+    dest: str  # path relative to the release directory
+    mode: int = 0o644
+    where: Location | None = None
+
+
+@dataclass(frozen=True)
+class Migrate:
+    command: Template
+    run_on: str | None = None  # host name or group name; first host of it. None: first selected
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    url: Template  # e.g. http://{{ ansible_host }}:8000/health
+    via: Literal["ssh", "local"] = "ssh"  # through the host's SSH connection, or from here
+    expect_status: int = 200
+    expect_version: bool = False  # JSON body's "version" must equal the new release id
+
+
+@dataclass(frozen=True)
+class Health:
+    http: HttpCheck | None = None
+    command: Template | None = None  # remote command; exit 0 means healthy
+    timeout: float = 2.0  # seconds per probe
+    successes: int = 1  # consecutive successes required
+    interval: float = 0.5  # first backoff between probes (grows to 4x)
+    deadline: float = 30.0  # overall seconds per host
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: Literal["rolling"] = "rolling"  # canary and blue_green arrive with their issue
+    serial: tuple[int | str, ...] = ("100%",)  # Ansible `serial`: counts and "N%" strings
+    max_fail_percentage: float = 0.0  # abort when a batch's failed share exceeds this
+    pause: float = 0.0  # seconds between batches
+    rollback: Literal["all", "batch"] = (
+        "all"  # on failure revert every switched batch, or only the failing one
+    )
+
+
+@dataclass(frozen=True)
+class Hook:
+    run: Template
+    where: Literal["local", "remote"] = "remote"
+
+
+@dataclass(frozen=True)
+class Connection:
+    parallel: int = 20  # hosts worked on at once
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+
+
+HOOK_POINTS = (
+    "before_build",
+    "after_build",
+    "before_stage",
+    "after_stage",
+    "before_migrate",
+    "after_migrate",
+    "before_switch",
+    "after_switch",
+    "after_rollback",
+    "on_failure",
+)
+
+
+@dataclass(frozen=True)
+class Playbook:
+    path: str
+    application: str
+    deploy_to: Template
+    source: Source
+    keep_releases: int = 5
+    shared: Shared = Shared()
+    templates: tuple[TemplateFile, ...] = ()
+    migrate: Migrate | None = None
+    restart: Template | None = None
+    health: Health = Health()
+    strategy: Strategy = Strategy()
+    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)  # keys from HOOK_POINTS
+    connection: Connection = Connection()
+    vars: Mapping[str, Any] = field(default_factory=dict)  # defaults below inventory vars

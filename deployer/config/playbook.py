@@ -1,0 +1,342 @@
+"""The playbook (playbooks/*.yml) read and validated into a frozen Playbook.
+
+Every key is checked here, once: unknown keys, wrong types and bad Jinja2 syntax fail at
+load with file, line and key path. Nothing is rendered here; that happens per host.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from deployer.config.model import (
+    HOOK_POINTS,
+    Connection,
+    Health,
+    Hook,
+    HttpCheck,
+    Migrate,
+    Playbook,
+    Shared,
+    Source,
+    Strategy,
+    Template,
+    TemplateFile,
+)
+from deployer.config.render import check_template, check_template_file
+from deployer.config.yamlfile import Node, display_path, load_yaml, read_text
+from deployer.errors import ConfigError
+
+__all__ = ["load_playbook", "parse_playbook", "validate_templates_exist"]
+
+_TOP_KEYS = (
+    "application",
+    "deploy_to",
+    "keep_releases",
+    "source",
+    "shared",
+    "templates",
+    "migrate",
+    "restart",
+    "health",
+    "strategy",
+    "hooks",
+    "connection",
+    "vars",
+)
+_APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
+_OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
+_NOT_YET = ("canary", "blue_green")
+
+
+def load_playbook(path: Path) -> Playbook:
+    shown = display_path(path)
+    return parse_playbook(read_text(path, shown), shown)
+
+
+def parse_playbook(text: str, path: str) -> Playbook:
+    """Validate a playbook's YAML text; `path` is how the file is named in errors."""
+    root = Node.root(load_yaml(text, path), path)
+    fields = _fields(root, _TOP_KEYS, required=("application", "deploy_to", "source"))
+    section = fields.get
+
+    application = fields["application"].text()
+    if not _APPLICATION.fullmatch(application):
+        raise fields["application"].error(
+            f"invalid name {application!r}",
+            hint="start with a lowercase letter or digit; then a-z, 0-9, '_', '.', '-'",
+        )
+    deploy_to = _template(fields["deploy_to"])
+    if not deploy_to.text.startswith(("/", "{")):
+        raise fields["deploy_to"].error(f"must be an absolute path, got {deploy_to.text!r}")
+
+    keep, shared, templates = section("keep_releases"), section("shared"), section("templates")
+    migrate, restart, health = section("migrate"), section("restart"), section("health")
+    strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
+    variables = section("vars")
+    return Playbook(
+        path=path,
+        application=application,
+        deploy_to=deploy_to,
+        source=_source(fields["source"]),
+        keep_releases=keep.integer(minimum=1) if keep else 5,
+        shared=_shared(shared) if shared else Shared(),
+        templates=tuple(_template_file(item) for item in templates.items()) if templates else (),
+        migrate=_migrate(migrate) if migrate else None,
+        restart=_template(restart) if restart else None,
+        health=_health(health) if health else Health(),
+        strategy=_strategy(strategy) if strategy else Strategy(),
+        hooks=_hooks(hooks) if hooks else {},
+        connection=_connection(connection) if connection else Connection(),
+        vars=_vars(variables) if variables else {},
+    )
+
+
+def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
+    """Every `templates:` src must be a file under templates_dir with valid Jinja2 syntax."""
+    for template in playbook.templates:
+        where = template.where
+        file, line, key = (where.file, where.line, where.key_path) if where else (None, None, None)
+        path = templates_dir / template.src
+        if not path.is_file():
+            raise ConfigError(
+                f"template file not found: {display_path(path)}",
+                file=file,
+                line=line,
+                key_path=key,
+                hint=f"create it, or fix src: (relative to {display_path(templates_dir)})",
+            )
+        check_template_file(path)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _fields(
+    node: Node, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> dict[str, Node]:
+    """A mapping's entries; an optional key left empty is treated as absent (its default)."""
+    fields = node.mapping(allowed, required)
+    return {key: child for key, child in fields.items() if key in required or not child.is_null}
+
+
+def _template(node: Node) -> Template:
+    template = Template(node.text(), node.location())
+    check_template(template)
+    return template
+
+
+def _relative(node: Node) -> str:
+    """A path inside a release or shared/: relative, and never climbing out with '..'."""
+    text = node.text()
+    if text.startswith("/"):
+        raise node.error(f"must be a relative path, got {text!r}")
+    if ".." in text.split("/"):
+        raise node.error(f"must not contain '..', got {text!r}")
+    normalized = posixpath.normpath(text)
+    if normalized == ".":
+        raise node.error(f"must name a file or directory, got {text!r}")
+    return normalized
+
+
+def _source(node: Node) -> Source:
+    fields = _fields(node, ("path", "git", "ref", "subdir"))
+    has_path, has_git = "path" in fields, "git" in fields
+    if has_path == has_git:
+        raise node.error(
+            "expected exactly one of 'path' or 'git'",
+            hint="path: a local directory; git: a repository whose ref is archived",
+        )
+    if has_path:
+        for key in ("ref", "subdir"):
+            if key in fields:
+                raise fields[key].error("only valid with 'git'")
+        return Source(path=fields["path"].text())
+    ref, subdir = fields.get("ref"), fields.get("subdir")
+    return Source(
+        git_repo=fields["git"].text(),
+        ref=ref.text() if ref else None,
+        subdir=_relative(subdir) if subdir else None,
+    )
+
+
+def _shared(node: Node) -> Shared:
+    fields = _fields(node, ("dirs", "files"))
+    dirs, files = fields.get("dirs"), fields.get("files")
+    return Shared(
+        dirs=tuple(_relative(item) for item in dirs.items()) if dirs else (),
+        files=tuple(_relative(item) for item in files.items()) if files else (),
+    )
+
+
+def _template_file(node: Node) -> TemplateFile:
+    fields = _fields(node, ("src", "dest", "mode"), required=("src", "dest"))
+    mode = fields.get("mode")
+    return TemplateFile(
+        src=_relative(fields["src"]),
+        dest=_relative(fields["dest"]),
+        mode=_mode(mode) if mode else 0o644,
+        where=fields["src"].location(),
+    )
+
+
+def _mode(node: Node) -> int:
+    value = node.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads 0644 as octal but 644 as decimal 644 (= 0o1204): refuse the trap.
+        if node.raw is not None and not node.raw.startswith("0"):
+            raise node.error(
+                f"{node.raw} is read as a decimal number",
+                hint=f'write file modes as quoted octal strings, e.g. "0{node.raw}"',
+            )
+        mode = value
+    elif isinstance(value, str) and (match := _OCTAL.fullmatch(value.strip())):
+        mode = int(match.group(1), 8)
+    else:
+        raise node.expected('an octal file mode like "0644"')
+    if not 0 <= mode <= 0o7777:
+        raise node.error(f"must be between 0000 and 7777, got {oct(mode)}")
+    return mode
+
+
+def _migrate(node: Node) -> Migrate:
+    fields = _fields(node, ("command", "run_on"), required=("command",))
+    run_on = fields.get("run_on")
+    return Migrate(
+        command=_template(fields["command"]),
+        run_on=run_on.text() if run_on else None,
+    )
+
+
+def _health(node: Node) -> Health:
+    keys = ("http", "command", "timeout", "successes", "interval", "deadline")
+    fields = _fields(node, keys)
+    http = fields.get("http")
+    command = fields.get("command")
+    defaults = Health()
+    return Health(
+        http=_http(http) if http else None,
+        command=_template(command) if command else None,
+        timeout=fields["timeout"].number(positive=True)
+        if "timeout" in fields
+        else defaults.timeout,
+        successes=(
+            fields["successes"].integer(minimum=1) if "successes" in fields else defaults.successes
+        ),
+        interval=(
+            fields["interval"].number(positive=True) if "interval" in fields else defaults.interval
+        ),
+        deadline=(
+            fields["deadline"].number(positive=True) if "deadline" in fields else defaults.deadline
+        ),
+    )
+
+
+def _http(node: Node) -> HttpCheck:
+    keys = ("url", "via", "expect_status", "expect_version")
+    fields = _fields(node, keys, required=("url",))
+    status, version = fields.get("expect_status"), fields.get("expect_version")
+    via = fields["via"].choice(("ssh", "local")) if "via" in fields else "ssh"
+    return HttpCheck(
+        url=_template(fields["url"]),
+        via=cast(Literal["ssh", "local"], via),
+        expect_status=status.integer(minimum=100, maximum=599) if status else 200,
+        expect_version=version.boolean() if version else False,
+    )
+
+
+def _strategy(node: Node) -> Strategy:
+    keys = ("kind", "serial", "max_fail_percentage", "pause", "rollback")
+    fields = _fields(node, keys)
+    defaults = Strategy()
+    if "kind" in fields:
+        kind = fields["kind"]
+        if kind.value in _NOT_YET:
+            raise kind.error(f"strategy '{kind.value}' is not supported yet", hint="use 'rolling'")
+        kind.choice(("rolling",))
+    serial = fields.get("serial")
+    failures, pause = fields.get("max_fail_percentage"), fields.get("pause")
+    rollback = fields["rollback"].choice(("all", "batch")) if "rollback" in fields else "all"
+    return Strategy(
+        kind="rolling",
+        serial=_serial(serial) if serial else defaults.serial,
+        max_fail_percentage=(
+            failures.number(minimum=0, maximum=100) if failures else defaults.max_fail_percentage
+        ),
+        pause=pause.number(minimum=0) if pause else defaults.pause,
+        rollback=cast(Literal["all", "batch"], rollback),
+    )
+
+
+def _serial(node: Node) -> tuple[int | str, ...]:
+    if isinstance(node.value, list):
+        items = node.items()
+        if not items:
+            raise node.error("must list at least one batch size")
+        return tuple(_batch_size(item) for item in items)
+    return (_batch_size(node),)
+
+
+def _batch_size(node: Node) -> int | str:
+    """Ansible's serial: a host count (> 0) or a share of the hosts like "25%" (1-100)."""
+    value = node.value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise node.error(f"must be greater than 0, got {value}")
+        return value
+    if isinstance(value, str) and (match := _PERCENT.fullmatch(value)):
+        percent = int(match.group(1))
+        if not 1 <= percent <= 100:
+            raise node.error(f"percentage must be between 1% and 100%, got {value!r}")
+        return f"{percent}%"
+    raise node.expected('a count or a percentage like "25%"')
+
+
+def _hooks(node: Node) -> dict[str, tuple[Hook, ...]]:
+    hooks: dict[str, tuple[Hook, ...]] = {}
+    for point, entry in node.mapping(HOOK_POINTS).items():
+        if entry.is_null:
+            continue
+        # A lone command is accepted as a one-item list.
+        items = entry.items() if isinstance(entry.value, list) else [entry]
+        hooks[point] = tuple(_hook(item) for item in items)
+    return hooks
+
+
+def _hook(node: Node) -> Hook:
+    if isinstance(node.value, str):
+        return Hook(run=_template(node), where="remote")
+    if not isinstance(node.value, dict):
+        raise node.expected('a command, or a mapping {local: "..."} or {remote: "..."}')
+    fields = node.mapping(("local", "remote"))
+    if len(fields) != 1:
+        raise node.error("expected exactly one of 'local' or 'remote'")
+    ((where, command),) = fields.items()
+    return Hook(run=_template(command), where=cast(Literal["local", "remote"], where))
+
+
+def _connection(node: Node) -> Connection:
+    keys = ("parallel", "connect_timeout", "command_timeout")
+    fields = _fields(node, keys)
+    defaults = Connection()
+    parallel = fields.get("parallel")
+    connect, command = fields.get("connect_timeout"), fields.get("command_timeout")
+    return Connection(
+        parallel=parallel.integer(minimum=1) if parallel else defaults.parallel,
+        connect_timeout=connect.number(positive=True) if connect else defaults.connect_timeout,
+        command_timeout=command.number(positive=True) if command else defaults.command_timeout,
+    )
+
+
+def _vars(node: Node) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, child in node.mapping().items():
+        if not key.isidentifier():
+            raise child.error("not a valid variable name", hint="use letters, digits and '_'")
+        result[key] = child.plain()
+    return result

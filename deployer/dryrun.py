@@ -1,0 +1,48 @@
+"""The dry run: the plan and the exact remote scripts each host would run, printed. Builds
+the same `Script` objects the real run sends, so what is shown is what would run."""
+
+from __future__ import annotations
+
+from deployer.plan import DeployPlan
+from deployer.release import Release
+from deployer.remote import scripts
+from deployer.remote.shell import Script
+
+
+def describe(plan: DeployPlan, release: Release) -> str:
+    out = [
+        f"DRY RUN: deploy {plan.release_id} to {plan.env} (nothing will connect or change)",
+        f"release: {len(release.files)} files, archive {release.archive_size} bytes,"
+        f" sha256 {release.archive_sha256}",
+        f"batches ({plan.playbook.strategy.kind}, serial {list(plan.playbook.strategy.serial)},"
+        f" max_fail_percentage {plan.playbook.strategy.max_fail_percentage:g}):",
+    ]
+    for index, batch in enumerate(plan.batches, 1):
+        out.append(f"  {index}. {', '.join(batch)}")
+    out.append(f"migrate on: {plan.migrate_host or '(no migration)'}")
+    shared = plan.playbook.shared
+    for hp in plan.hosts:
+        steps: list[Script] = [
+            scripts.prepare(hp.layout, lock_info="<lock info: who, when, from where>"),
+            scripts.stage(hp.layout, plan.release_id, plan.run_id, archive=release.archive,
+                          archive_size=release.archive_size,
+                          archive_sha256=release.archive_sha256, host_files=hp.host_files,
+                          shared_dirs=shared.dirs, shared_files=shared.files),
+        ]
+        if hp.name == plan.migrate_host and hp.migrate:
+            steps.append(scripts.migrate(hp.layout, plan.release_id, hp.migrate, hp.env))
+        steps.append(scripts.switch(hp.layout, plan.release_id, plan.run_id,
+                                    restart=hp.restart, env=hp.env))
+        steps.append(scripts.finish(hp.layout, plan.run_id,
+                                    history=["<history record>"], prune=["<decided from history>"]))
+        out.append("")
+        out.append(f"== {hp.name} ({hp.host.user or ''}@{hp.host.address}:{hp.host.port})")
+        if hp.health_url:
+            out.append(f"   health: GET {hp.health_url}")
+        if hp.health_command:
+            out.append(f"   health: {hp.health_command}")
+        for script in steps:
+            stdin = f"  [stdin: {script.stdin.size} bytes]" if script.stdin.segments else ""
+            out.append(f"-- {script.step}{stdin}")
+            out.extend("   " + line for line in script.render().splitlines())
+    return "\n".join(out) + "\n"

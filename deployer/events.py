@@ -1,0 +1,113 @@
+"""Events the orchestrator emits and reporters consume. The orchestrator never prints; the
+terminal, JSON-lines and run-record reporters subscribe to an `EventBus` instead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    run_id: str
+    action: str  # deploy | rollback | ...
+    env: str
+    release: str | None
+    hosts: Sequence[str]
+    batches: Sequence[Sequence[str]] = ()
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    host: str
+    step: str
+    command: str = ""  # the exact script (never contains secrets); shown with -v
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    host: str
+    step: str
+    ok: bool
+    duration: float
+    output: str = ""  # tail of the step's output
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadProgress(Event):
+    host: str
+    sent: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BatchStarted(Event):
+    index: int  # 1-based
+    total: int
+    hosts: Sequence[str]
+
+
+@dataclass(frozen=True)
+class BatchFinished(Event):
+    index: int
+    total: int
+    healthy: Sequence[str]
+    failed: Sequence[str]
+    within_budget: bool
+
+
+@dataclass(frozen=True)
+class HealthChecked(Event):
+    host: str
+    ok: bool
+    attempts: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    level: str  # info | warning | error
+    text: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    run_id: str
+    action: str
+    ok: bool
+    duration: float
+    releases: Mapping[str, str | None]  # host -> release it is on now
+    message: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers events to subscribers in order; safe to emit from worker threads."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber(event)

@@ -1,0 +1,142 @@
+"""Health checks: one probe (HTTP through the host's SSH connection or from here, or a remote
+command), and the waiting rule: N consecutive successes within an overall deadline, with
+backoff between failures. Retrying here is safe: a probe changes nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+from deployer.errors import ConfigError
+from deployer.remote.transport import Channel
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    detail: str  # what an operator needs to see: status line and body, or the error
+    latency: float = 0.0
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    attempts: int
+    last: Probe
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    address: str
+    port: int
+    path: str
+    host_header: str
+
+
+def parse_url(url: str) -> HttpTarget:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"health check URL must be http://host[:port]/path, got {url!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    port = parts.port or 80
+    return HttpTarget(parts.hostname, port, path, parts.netloc)
+
+
+def http_probe(
+    connect: Callable[[], Channel | socket.socket],
+    target: HttpTarget,
+    *,
+    expect_status: int,
+    expect_version: str | None,
+) -> Probe:
+    """One HTTP/1.0 GET over a fresh stream from `connect` (an SSH channel or a socket)."""
+    started = time.monotonic()
+    try:
+        stream = connect()
+        try:
+            request = (
+                f"GET {target.path} HTTP/1.0\r\nHost: {target.host_header}\r\n"
+                "User-Agent: deployer-health\r\nConnection: close\r\n\r\n"
+            )
+            stream.sendall(request.encode())
+            raw = b""
+            while len(raw) < MAX_BODY:
+                chunk = stream.recv(8192)
+                if not chunk:
+                    break
+                raw += chunk
+        finally:
+            stream.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to talk HTTP is an unhealthy probe
+        return Probe(False, f"no response: {exc or type(exc).__name__}", time.monotonic() - started)
+    latency = time.monotonic() - started
+    return judge_http(raw, expect_status=expect_status, expect_version=expect_version,
+                      latency=latency)
+
+
+def judge_http(raw: bytes, *, expect_status: int, expect_version: str | None,
+               latency: float = 0.0) -> Probe:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
+    text = body.decode("utf-8", errors="replace").strip()
+    shown = f"{status_line} {text[:300]}".strip()
+    try:
+        status = int(status_line.split()[1])
+    except (IndexError, ValueError):
+        return Probe(False, f"not an HTTP response: {raw[:200]!r}", latency)
+    if status != expect_status:
+        return Probe(False, f"expected HTTP {expect_status}, got {shown}", latency, status)
+    if expect_version is not None:
+        try:
+            version = json.loads(text).get("version")
+        except (ValueError, AttributeError):
+            return Probe(False, f"body is not JSON with a version: {shown}", latency, status)
+        if version != expect_version:
+            return Probe(False, f"version is {version!r}, expected {expect_version!r}", latency,
+                         status)
+    return Probe(True, shown, latency, status)
+
+
+def wait_until_healthy(
+    probe: Callable[[], Probe],
+    *,
+    successes: int,
+    interval: float,
+    deadline: float,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> Outcome:
+    """Probe until `successes` consecutive probes pass, or the deadline passes."""
+    streak = 0
+    attempts = 0
+    last = Probe(False, "not checked")
+
+    def attempt() -> bool:
+        nonlocal streak, attempts, last
+        attempts += 1
+        last = probe()
+        if on_probe:
+            on_probe(last)
+        streak = streak + 1 if last.ok else 0
+        return streak >= successes
+
+    retrying = Retrying(
+        stop=stop_after_delay(deadline),
+        wait=wait_exponential(multiplier=interval, min=interval, max=interval * 4),
+        retry=retry_if_result(lambda done: not done),
+    )
+    try:
+        retrying(attempt)
+    except RetryError:
+        return Outcome(False, attempts, last)
+    return Outcome(True, attempts, last)

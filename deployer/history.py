@@ -1,0 +1,109 @@
+"""The per-host deploy history and what it decides: which release is live-worthy, which one a
+rollback goes to, and which releases may be pruned.
+
+Order comes only from the order of records in the history file (fault 20): never from file
+times, the local clock or time zones. Each record is one JSON object on one line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+ACTIONS = ("deploy", "rollback", "flags")
+RESULTS = ("success", "failed", "rolled_back")
+
+
+@dataclass(frozen=True)
+class Record:
+    time: str  # UTC ISO-8601, informational only
+    user: str
+    release: str
+    action: str  # deploy | rollback
+    result: str  # success | failed | rolled_back
+    run_id: str
+    previous: str | None = None  # release current pointed at before this action
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+def parse_records(lines: Iterable[str]) -> list[Record]:
+    """Parse history lines, skipping lines that are not records (a torn last line, say)."""
+    records = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            data = json.loads(line)
+            records.append(
+                Record(
+                    time=str(data.get("time", "")),
+                    user=str(data.get("user", "")),
+                    release=str(data["release"]),
+                    action=str(data["action"]),
+                    result=str(data["result"]),
+                    run_id=str(data.get("run_id", "")),
+                    previous=data.get("previous"),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return records
+
+
+def release_stack(records: Sequence[Record]) -> list[str]:
+    """Releases that went live successfully, oldest first, as a stack of undo steps.
+
+    A successful deploy pushes its release; a successful rollback pops back to its target.
+    So after deploy A, deploy B, rollback (to A), the stack is [A] and a further rollback
+    has no target, as an operator would expect of "undo".
+    """
+    stack: list[str] = []
+    for record in records:
+        if record.result != "success":
+            continue
+        if record.action == "deploy":
+            if record.release in stack:
+                stack.remove(record.release)
+            stack.append(record.release)
+        elif record.action == "rollback":
+            if record.release in stack:
+                del stack[stack.index(record.release) + 1 :]
+            else:
+                stack.append(record.release)
+    return stack
+
+
+def rollback_target(records: Sequence[Record], current: str | None) -> str | None:
+    """The release a rollback returns to: the one below `current` on the stack."""
+    stack = release_stack(records)
+    if current in stack:
+        index = stack.index(current)
+        return stack[index - 1] if index > 0 else None
+    return stack[-1] if stack else None
+
+
+def releases_to_prune(
+    present: Sequence[str],
+    records: Sequence[Record],
+    *,
+    keep: int,
+    current: str | None,
+    protect: Iterable[str] = (),
+) -> list[str]:
+    """Releases on disk that may be deleted: everything except the newest `keep` successful
+    releases (by history order), the current release, its rollback target, and `protect`.
+    Releases the history never mentions as successful (failed or foreign) are pruned too,
+    unless protected."""
+    stack = release_stack(records)
+    keep_set = set(stack[-keep:]) if keep > 0 else set()
+    keep_set.update(p for p in protect if p)
+    if current:
+        keep_set.add(current)
+        target = rollback_target(records, current)
+        if target:
+            keep_set.add(target)
+    return [r for r in present if r not in keep_set]

@@ -1,0 +1,208 @@
+"""Planning: which hosts, in which batches, running which remote steps. Pure functions of the
+configuration and the release id; nothing here connects anywhere, so a dry run is a plan
+printed, and every decision is unit-testable."""
+
+from __future__ import annotations
+
+import io
+import math
+import posixpath
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from deployer.config.model import Host, Playbook
+from deployer.config.render import host_variables, render, render_file
+from deployer.errors import ConfigError
+from deployer.remote.scripts import Layout
+
+T = TypeVar("T")
+
+
+def compute_batches(hosts: Sequence[T], serial: Sequence[int | str]) -> list[list[T]]:
+    """Split hosts into batches the way Ansible's `serial` does.
+
+    Each entry sizes one batch, as a count or a percentage of all hosts (rounded down, at
+    least 1); the last entry repeats until every host is placed.
+    """
+    total = len(hosts)
+    if total == 0:
+        return []
+    sizes = [_batch_size(entry, total) for entry in (serial or ["100%"])]
+    batches: list[list[T]] = []
+    start = 0
+    index = 0
+    while start < total:
+        size = sizes[min(index, len(sizes) - 1)]
+        batches.append(list(hosts[start : start + size]))
+        start += size
+        index += 1
+    return batches
+
+
+def _batch_size(entry: int | str, total: int) -> int:
+    if isinstance(entry, str) and entry.endswith("%"):
+        return max(1, math.floor(total * float(entry[:-1]) / 100))
+    return max(1, int(entry))
+
+
+def over_budget(batch_size: int, failed: int, max_fail_percentage: float) -> bool:
+    """True when a batch's failures stop the rollout.
+
+    As in Ansible, the rollout stops only when the failed share *exceeds* the allowance:
+    with max_fail_percentage 25 and 4 hosts, 1 failure continues, 2 stop. Zero allows none.
+    """
+    if failed == 0:
+        return False
+    return failed * 100 > max_fail_percentage * batch_size
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Everything rendered for one host; the scripts are built from this."""
+
+    host: Host
+    layout: Layout
+    env: Mapping[str, str]  # exported to remote commands (never secrets)
+    restart: str | None
+    migrate: str | None
+    health_url: str | None
+    health_command: str | None
+    host_files: bytes  # tar of this host's rendered templates, b"" if none
+    hooks: Mapping[str, tuple[tuple[str, str], ...]]  # point -> ((where, command), ...)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    env: str
+    release_id: str
+    run_id: str
+    hosts: tuple[HostPlan, ...]
+    batches: tuple[tuple[str, ...], ...]
+    migrate_host: str | None
+    playbook: Playbook
+
+    def host(self, name: str) -> HostPlan:
+        for plan in self.hosts:
+            if plan.name == name:
+                return plan
+        raise KeyError(name)
+
+
+def build_plan(
+    playbook: Playbook,
+    hosts: Sequence[Host],
+    *,
+    env: str,
+    release_id: str,
+    run_id: str,
+    templates_dir: Path,
+    extra_vars: Mapping[str, object] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> DeployPlan:
+    """Render the playbook for every selected host and cut the rollout into batches.
+    Undefined variables fail here, with file, line and key, before anything connects."""
+    host_plans = tuple(
+        _plan_host(playbook, host, env=env, release_id=release_id,
+                   templates_dir=templates_dir, extra=extra_vars or {})
+        for host in hosts
+    )
+    batches = compute_batches([h.name for h in hosts], playbook.strategy.serial)
+    migrate_host = _migrate_host(playbook, hosts, groups or {})
+    return DeployPlan(
+        env=env,
+        release_id=release_id,
+        run_id=run_id,
+        hosts=host_plans,
+        batches=tuple(tuple(b) for b in batches),
+        migrate_host=migrate_host,
+        playbook=playbook,
+    )
+
+
+def _plan_host(
+    playbook: Playbook,
+    host: Host,
+    *,
+    env: str,
+    release_id: str,
+    templates_dir: Path,
+    extra: Mapping[str, object],
+) -> HostPlan:
+    base = {**extra, "release_id": release_id, "env": env, "deploy_env": env}
+    variables = host_variables(host, playbook, base)
+    deploy_to = render(playbook.deploy_to, variables).strip()
+    if not posixpath.isabs(deploy_to) or ".." in deploy_to.split("/"):
+        raise ConfigError(
+            f"must be an absolute path without '..', got {deploy_to!r} for host {host.name}",
+            file=playbook.deploy_to.where.file,
+            line=playbook.deploy_to.where.line,
+            key_path=playbook.deploy_to.where.key_path,
+        )
+    layout = Layout(deploy_to.rstrip("/") or "/")
+    release_path = layout.release(release_id)
+    variables = {**variables, "deploy_to": layout.root, "release_path": release_path,
+                 "shared_path": layout.shared, "current_path": layout.current}
+    env_vars = {
+        "RELEASE_ID": release_id,
+        "DEPLOY_ENV": env,
+        "DEPLOY_TO": layout.root,
+        "RELEASE_PATH": release_path,
+        "SHARED_PATH": layout.shared,
+    }
+    health = playbook.health
+    hooks = {
+        point: tuple((hook.where, render(hook.run, variables)) for hook in entries)
+        for point, entries in playbook.hooks.items()
+    }
+    return HostPlan(
+        host=host,
+        layout=layout,
+        env=env_vars,
+        restart=render(playbook.restart, variables) if playbook.restart else None,
+        migrate=render(playbook.migrate.command, variables) if playbook.migrate else None,
+        health_url=render(health.http.url, variables).strip() if health.http else None,
+        health_command=render(health.command, variables) if health.command else None,
+        host_files=_render_host_files(playbook, templates_dir, variables),
+        hooks=hooks,
+    )
+
+
+def _render_host_files(playbook: Playbook, templates_dir: Path,
+                       variables: Mapping[str, object]) -> bytes:
+    if not playbook.templates:
+        return b""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for item in playbook.templates:
+            content = render_file(templates_dir / item.src, variables).encode()
+            info = tarfile.TarInfo(item.dest.lstrip("/"))
+            info.size = len(content)
+            info.mode = item.mode
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def _migrate_host(playbook: Playbook, hosts: Sequence[Host],
+                  groups: Mapping[str, Sequence[str]]) -> str | None:
+    if playbook.migrate is None or not hosts:
+        return None
+    run_on = playbook.migrate.run_on
+    if run_on is None:
+        return hosts[0].name
+    for host in hosts:
+        if host.name == run_on or run_on in host.groups:
+            return host.name
+    where = playbook.migrate.command.where
+    raise ConfigError(
+        f"migrate.run_on is {run_on!r} but no selected host is that host or in that group",
+        file=where.file,
+        hint=f"include a host of {run_on!r} in --limit, or change migrate.run_on",
+    )

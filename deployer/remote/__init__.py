@@ -1,0 +1,1 @@
+"""Remote side: shell scripts built as data (`shell`, `scripts`), and the transports that run them."""

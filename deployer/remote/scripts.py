@@ -1,0 +1,306 @@
+"""Every remote step as a `Script`, built from quoted parts. Pure: no I/O, no connections.
+
+Remote layout (Capistrano-compatible, plus `.deploy/` for our own state):
+
+    <deploy_to>/releases/<id>/    immutable, read-only releases
+    <deploy_to>/shared/           data that outlives releases, linked into each one
+    <deploy_to>/current           symlink to the live release, replaced only by rename(2)
+    <deploy_to>/.deploy/lock/     the deploy lock (mkdir is atomic); `info` says who holds it
+    <deploy_to>/.deploy/history.jsonl   one JSON line per deploy/rollback, in order
+    <deploy_to>/.deploy/staging/  uploads in progress; never a final release path
+
+A deploy spends one exec session per phase on each host: prepare (lock + facts), stage,
+switch (+ restart), finish (history + prune + unlock); plus one migrate on one host.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from deployer.remote.shell import Raw, Script, Stdin, cmd, lines, q
+
+# Exit codes our scripts use for conditions the orchestrator tells apart.
+EXIT_LOCK_HELD = 75
+EXIT_CHECKSUM = 65
+EXIT_MISSING_RELEASE = 66
+
+MARK = "@@"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one application's directory tree on a host."""
+
+    root: str
+
+    @property
+    def releases(self) -> str:
+        return posixpath.join(self.root, "releases")
+
+    @property
+    def shared(self) -> str:
+        return posixpath.join(self.root, "shared")
+
+    @property
+    def current(self) -> str:
+        return posixpath.join(self.root, "current")
+
+    @property
+    def state(self) -> str:
+        return posixpath.join(self.root, ".deploy")
+
+    @property
+    def lock(self) -> str:
+        return posixpath.join(self.state, "lock")
+
+    @property
+    def history(self) -> str:
+        return posixpath.join(self.state, "history.jsonl")
+
+    @property
+    def staging(self) -> str:
+        return posixpath.join(self.state, "staging")
+
+    def release(self, release_id: str) -> str:
+        return posixpath.join(self.releases, release_id)
+
+
+def _step(name: str) -> str:
+    return cmd("echo", f"{MARK}step {name}")
+
+
+def _exports(env: Mapping[str, str]) -> list[str]:
+    return [cmd("export", Raw(f"{key}={q(value)}")) for key, value in sorted(env.items())]
+
+
+def _unlock_if_ours(layout: Layout, run_id: str) -> str:
+    info = posixpath.join(layout.lock, "info")
+    return (
+        f"if [ -f {q(info)} ] && grep -qF {q(run_id)} {q(info)}; "
+        f"then rm -rf {q(layout.lock)}; fi"
+    )
+
+
+def _append_history(layout: Layout, records: Sequence[str]) -> list[str]:
+    return [cmd("printf", "%s\\n", record, Raw(">>"), layout.history) for record in records]
+
+
+def _remove_release(path: str) -> str:
+    # Releases are read-only; make them writable again only to delete them.
+    return f"if [ -d {q(path)} ]; then chmod -R u+w {q(path)}; rm -rf {q(path)}; fi"
+
+
+def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) -> Script:
+    """Create the layout, take the lock (when `lock_info` is given) and report the host's facts.
+
+    Output sections, parsed by `deployer.facts.parse_facts`.
+    """
+    info = posixpath.join(layout.lock, "info")
+    # Without a lock to take (status, releases), just report any holder.
+    lock_lines: list[str] = [
+        f"if [ -d {q(layout.lock)} ]; then",
+        f"  echo {q(MARK + 'lock held')}",
+        f"  echo {q(MARK + 'lockinfo')} \"$(cat {q(info)} 2>/dev/null | head -c 2000)\"",
+        f"  echo {q(MARK + 'lockage')} \"$(( $(date +%s) - $(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s) ))\"",
+        "fi",
+    ]
+    if lock_info is not None:
+        lock_lines = [
+            f"if mkdir {q(layout.lock)} 2>/dev/null; then",
+            f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
+            f"  echo {q(MARK + 'lock acquired')}",
+            "else",
+            f"  echo {q(MARK + 'lock held')}",
+            f"  echo {q(MARK + 'lockinfo')} \"$(cat {q(info)} 2>/dev/null | head -c 2000)\"",
+            f"  echo {q(MARK + 'lockage')} \"$(( $(date +%s) - $(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s) ))\"",
+            f"  exit {EXIT_LOCK_HELD}",
+            "fi",
+        ]
+    return Script(
+        step="prepare",
+        lines=lines(
+            # Only a run that takes the lock creates the layout; status stays read-only.
+            cmd("mkdir", "-p", layout.releases, layout.shared, layout.state)
+            if lock_info is not None
+            else (),
+            lock_lines,
+            f"echo {q(MARK + 'current')} \"$(readlink {q(layout.current)} || true)\"",
+            f"echo {q(MARK + 'releases')}",
+            f"ls -1 {q(layout.releases)} 2>/dev/null || true",
+            f"echo {q(MARK + 'history')}",
+            f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
+            f"echo {q(MARK + 'df')} \"$(df -Pk {q(layout.root)} 2>/dev/null | awk 'NR==2 {{print $4}}')\"",
+            f"echo {q(MARK + 'end')}",
+        ),
+    )
+
+
+def stage(
+    layout: Layout,
+    release_id: str,
+    run_id: str,
+    *,
+    archive: object,
+    archive_size: int,
+    archive_sha256: str,
+    host_files: bytes,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+) -> Script:
+    """Receive the release on stdin, verify it, assemble it in staging, then rename it into
+    `releases/<id>`. Nothing under `releases/` is ever partial: the rename is the last step."""
+    tmp = posixpath.join(layout.staging, f"{release_id}.{run_id}")
+    tree = posixpath.join(tmp, "tree")
+    tarball = posixpath.join(tmp, "release.tar.gz")
+    final = layout.release(release_id)
+    body: list[str] = [
+        # Whatever happens, leave no staging debris behind.
+        f"trap {q(f'chmod -R u+w {q(tmp)} 2>/dev/null; rm -rf {q(tmp)}')} EXIT",
+        _step("upload"),
+        cmd("rm", "-rf", tmp),
+        cmd("mkdir", "-p", tree),
+        cmd("head", "-c", archive_size, Raw(">"), tarball),
+        _step("verify"),
+        f"if ! echo {q(f'{archive_sha256}  {tarball}')} | sha256sum -c --quiet - >/dev/null 2>&1;"
+        f" then echo {q(f'checksum mismatch for the uploaded release archive {tarball}')} >&2;"
+        f" exit {EXIT_CHECKSUM}; fi",
+        _step("unpack"),
+        cmd("tar", "-xzf", tarball, "-C", tree, "--no-same-owner"),
+        cmd("rm", "-f", tarball),
+        f"(cd {q(tree)} && sha256sum -c --quiet MANIFEST)",
+    ]
+    if host_files:
+        body += [
+            _step("templates"),
+            cmd("head", "-c", len(host_files), Raw("|"), "tar", "-xf", "-", "-C", tree,
+                "--no-same-owner"),
+        ]
+    if shared_dirs or shared_files:
+        body.append(_step("link_shared"))
+    for rel in shared_dirs:
+        target = posixpath.join(layout.shared, rel)
+        link = posixpath.join(tree, rel)
+        body += [
+            cmd("mkdir", "-p", target, posixpath.dirname(link)),
+            cmd("rm", "-rf", link),
+            cmd("ln", "-s", target, link),
+        ]
+    for rel in shared_files:
+        target = posixpath.join(layout.shared, rel)
+        link = posixpath.join(tree, rel)
+        body += [
+            cmd("mkdir", "-p", posixpath.dirname(target), posixpath.dirname(link)),
+            # A missing shared file starts empty and private: it is where secrets go.
+            f"[ -e {q(target)} ] || (umask 077 && : > {q(target)})",
+            cmd("rm", "-rf", link),
+            cmd("ln", "-s", target, link),
+        ]
+    body += [
+        _step("finalize"),
+        cmd("chmod", "-R", "a-w", tree),
+        f"if [ -e {q(final)} ]; then echo {q(f'release {final} already exists')} >&2; exit 1; fi",
+        cmd("mv", "-T", tree, final),
+        f"echo {q(MARK + 'staged')} {q(release_id)}",
+    ]
+    segments: list[object] = [archive]
+    if host_files:
+        segments.append(host_files)
+    return Script(step="stage", lines=tuple(body), stdin=Stdin(tuple(segments)))  # type: ignore[arg-type]
+
+
+def migrate(layout: Layout, release_id: str, command: str, env: Mapping[str, str]) -> Script:
+    """Run the playbook's migration command once, from the new release."""
+    return Script(
+        step="migrate",
+        lines=lines(
+            _step("migrate"),
+            cmd("cd", layout.release(release_id)),
+            _exports(env),
+            command,
+        ),
+    )
+
+
+def switch(
+    layout: Layout,
+    release_id: str,
+    run_id: str,
+    *,
+    restart: str | None,
+    env: Mapping[str, str],
+) -> Script:
+    """Point `current` at the release by renaming a fresh symlink over it (never unlink-then-
+    link, so readers always see a complete release), then restart the app."""
+    target = layout.release(release_id)
+    tmp_link = posixpath.join(layout.root, f".current.{run_id}")
+    body = [
+        _step("switch"),
+        f"if [ ! -d {q(target)} ]; then echo {q(f'release {target} is missing')} >&2;"
+        f" exit {EXIT_MISSING_RELEASE}; fi",
+        cmd("rm", "-f", tmp_link),
+        cmd("ln", "-s", target, tmp_link),
+        cmd("mv", "-T", tmp_link, layout.current),
+    ]
+    if restart:
+        body += [_step("restart"), cmd("cd", target), *_exports(env), restart]
+    body.append(f"echo {q(MARK + 'switched')} {q(release_id)}")
+    return Script(step="switch", lines=tuple(body))
+
+
+def hook(layout: Layout, point: str, command: str, env: Mapping[str, str]) -> Script:
+    """A playbook hook on one host, run from the application root."""
+    return Script(
+        step=f"hook {point}",
+        lines=lines(cmd("cd", layout.root), _exports({**env, "DEPLOY_HOOK": point}), command),
+    )
+
+
+def check_command(layout: Layout, command: str, env: Mapping[str, str]) -> Script:
+    """A command health check, run in the live release; exit 0 means healthy."""
+    return Script(
+        step="health",
+        lines=lines(cmd("cd", layout.current), _exports(env), command),
+    )
+
+
+def finish(
+    layout: Layout,
+    run_id: str,
+    *,
+    history: Sequence[str],
+    prune: Sequence[str],
+    remove_staged: Sequence[str] = (),
+) -> Script:
+    """Record the outcome, prune old releases, drop staging debris and release our lock.
+
+    `prune` and `remove_staged` are release ids decided locally from the recorded history;
+    the script re-checks that none of them is what `current` points at.
+    """
+    body: list[str] = [_step("finish"), *_append_history(layout, history)]
+    for release_id in (*remove_staged, *prune):
+        path = layout.release(release_id)
+        body.append(
+            f"if [ \"$(readlink {q(layout.current)} || true)\" != {q(path)} ]; then "
+            f"{_remove_release(path)}; fi"
+        )
+    body += [
+        f"rm -rf {q(layout.staging)}/*.{q(run_id)}",
+        _unlock_if_ours(layout, run_id),
+        f"echo {q(MARK + 'finished')}",
+    ]
+    return Script(step="finish", lines=tuple(body))
+
+
+def unlock(layout: Layout, *, run_id: str | None) -> Script:
+    """Release the lock: ours only (by run id), or whoever holds it when `run_id` is None."""
+    info = posixpath.join(layout.lock, "info")
+    if run_id is not None:
+        body = [_unlock_if_ours(layout, run_id)]
+    else:
+        body = [
+            f"if [ -d {q(layout.lock)} ]; then echo {q(MARK + 'lockinfo')} "
+            f"\"$(cat {q(info)} 2>/dev/null | head -c 2000)\"; rm -rf {q(layout.lock)}; fi",
+        ]
+    return Script(step="unlock", lines=tuple(body))

@@ -1,0 +1,160 @@
+"""Invoke tasks: parse flags, load configuration, call `deployer.api`, map errors to exit
+codes. Nothing else lives here. A project exposes them with `from deployer.tasks import ns`."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, task
+from invoke.exceptions import Exit
+
+from deployer import api
+from deployer.errors import DeployerError
+from deployer.events import Subscriber
+from deployer.reporters import JsonLinesReporter, TerminalReporter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COMMON_HELP = {
+    "env": "environment: the inventory file inventories/<env>.yml (or .ini)",
+    "limit": "only these hosts: names, groups or globs, ',' separated; '!x' excludes",
+    "format": "text (default) or json (one event per line)",
+    "verbose": "show the exact remote scripts",
+    "accept_new_host_keys": "trust and record host keys not yet in known_hosts",
+    "playbook": "playbook name under playbooks/ (default: deploy)",
+}
+
+
+def _sigterm_as_interrupt() -> None:
+    # A cancelled CI job sends SIGTERM: clean up exactly as for Ctrl-C.
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _handles_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _sigterm_as_interrupt()
+        try:
+            return fn(*args, **kwargs)
+        except DeployerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted: lock released and staged releases cleaned up where reachable;"
+                  " see the summary above", file=sys.stderr)
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project() -> api.Project:
+    return api.Project(Path.cwd())
+
+
+def _require_env(env: str | None) -> str:
+    if not env:
+        raise Exit("error: --env is required (an inventory under inventories/)", code=2)
+    return env
+
+
+def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> api.Options:
+    reporters: list[Subscriber] = []
+    if format == "json":
+        reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))
+    elif format == "text":
+        reporters.append(TerminalReporter(sys.stdout, verbose=verbose))
+    else:
+        raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
+    return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
+
+
+@task(help={**COMMON_HELP, "ref": "git ref to deploy (when the playbook's source is git)",
+            "dry_run": "print the plan and the exact remote scripts; connect to nothing"})
+@_handles_errors
+def deploy(c: Context, env: str | None = None, ref: str | None = None, limit: str | None = None,
+           dry_run: bool = False, format: str = "text", verbose: bool = False,
+           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+    """Build one release and roll it out in health-checked batches."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    result = api.deploy(loaded, _options(format, verbose, accept_new_host_keys), ref=ref,
+                        dry_run=dry_run)
+    if isinstance(result, str):
+        print(result, end="")
+
+
+@task(help={**COMMON_HELP, "to": "release id to return to (default: the previous successful one)"})
+@_handles_errors
+def rollback(c: Context, env: str | None = None, to: str | None = None, limit: str | None = None,
+             format: str = "text", verbose: bool = False, accept_new_host_keys: bool = False,
+             playbook: str = "deploy") -> None:
+    """Return the fleet to the previous successfully deployed release."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    api.rollback(loaded, _options(format, verbose, accept_new_host_keys), to=to)
+
+
+@task(help=COMMON_HELP)
+@_handles_errors
+def status(c: Context, env: str | None = None, limit: str | None = None, format: str = "text",
+           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+    """Each host's current and previous release, health, lock holder; drift flagged."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
+    if format == "json":
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    width = max(len(r.host) for r in rows)
+    for r in rows:
+        if r.error:
+            print(f"{r.host:<{width}}  UNREACHABLE  {r.error.splitlines()[0]}")
+            continue
+        health = {True: "healthy", False: "UNHEALTHY", None: "-"}[r.healthy]
+        drift = "  DRIFT" if r.drift else ""
+        lock = f"  locked: {r.lock}" if r.lock else ""
+        print(f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
+              f"  {health}{drift}{lock}")
+    if any(r.drift for r in rows):
+        raise Exit(code=6)
+
+
+@task(help=COMMON_HELP)
+@_handles_errors
+def releases(c: Context, env: str | None = None, limit: str | None = None,
+             accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+    """The releases on each host, marking current (*) and the rollback target (<)."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys),
+                      health=False)
+    for r in rows:
+        print(f"{r.host}:" + (f" UNREACHABLE {r.error.splitlines()[0]}" if r.error else ""))
+        for rel in r.releases:
+            mark = "*" if rel == r.current else ("<" if rel == r.previous else " ")
+            ok = "deployed" if rel in r.successful else "never live"
+            print(f"  {mark} {rel}  ({ok})")
+
+
+@task(help=COMMON_HELP)
+@_handles_errors
+def unlock(c: Context, env: str | None = None, limit: str | None = None,
+           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+    """Clear a stale deploy lock (after a killed deploy). Prints who held it."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    for host, held in api.unlock(loaded, api.Options(
+            accept_new_host_keys=accept_new_host_keys)).items():
+        if isinstance(held, DeployerError):
+            print(f"{host}: could not unlock: {held}")
+        else:
+            print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
+
+
+ns = Collection(deploy, rollback, status, releases, unlock)

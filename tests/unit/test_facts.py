@@ -1,0 +1,33 @@
+from deployer.facts import parse_facts
+from deployer.history import Record
+
+
+def test_parse_prepare_output():
+    record = Record(time="t", user="u", release="R1", action="deploy", result="success", run_id="x")
+    out = "\n".join([
+        "@@lock acquired",
+        "@@current /srv/app/releases/R2",
+        "@@releases",
+        "R2",
+        "R1",
+        "@@history",
+        record.to_json(),
+        "@@df 123456",
+        "@@end",
+    ])
+    facts = parse_facts(out)
+    assert facts.lock_acquired and facts.lock_holder is None
+    assert facts.current == "R2"
+    assert facts.releases == ("R1", "R2")
+    assert [r.release for r in facts.history] == ["R1"]
+    assert facts.free_kb == 123456
+
+
+def test_parse_lock_holder():
+    out = '@@lock held\n@@lockinfo {"user": "ann", "from": "laptop", "release": "R9", "run_id": "abc", "started": "2026-11-27T10:00:00Z"}\n@@lockage 42\n'
+    facts = parse_facts(out)
+    assert not facts.lock_acquired
+    assert facts.lock_holder is not None
+    text = facts.lock_holder.describe()
+    assert "ann@laptop" in text and "R9" in text and "42s ago" in text
+    assert facts.current is None

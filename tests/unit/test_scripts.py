@@ -1,0 +1,78 @@
+"""The remote command layer: exact script text, quoting of hostile values."""
+
+from deployer.remote import scripts
+from deployer.remote.shell import Raw, Script, cmd
+
+L = scripts.Layout("/srv/app")
+RID = "20261127T170000Z-abc1234"
+
+
+def test_cmd_quotes_every_part_but_raw():
+    assert cmd("echo", "a b", "$(x)", Raw("&&"), "ok") == "echo 'a b' '$(x)' && ok"
+
+
+def test_hostile_values_never_become_shell():
+    script = scripts.switch(L, "main;touch /tmp/pwned", "run1", restart=None, env={})
+    text = script.render()
+    assert "'/srv/app/releases/main;touch /tmp/pwned'" in text
+    assert "\ntouch /tmp/pwned" not in text
+
+
+def test_switch_renames_a_fresh_symlink_over_current():
+    text = scripts.switch(L, RID, "r1", restart="./bin/restart", env={"RELEASE_ID": RID}).render()
+    assert text.splitlines() == [
+        "set -eu",
+        "echo '@@step switch'",
+        f"if [ ! -d /srv/app/releases/{RID} ]; then echo 'release /srv/app/releases/{RID} is"
+        " missing' >&2; exit 66; fi",
+        "rm -f /srv/app/.current.r1",
+        f"ln -s /srv/app/releases/{RID} /srv/app/.current.r1",
+        "mv -T /srv/app/.current.r1 /srv/app/current",
+        "echo '@@step restart'",
+        f"cd /srv/app/releases/{RID}",
+        f"export RELEASE_ID={RID}",
+        "./bin/restart",
+        f"echo @@switched {RID}",
+    ]
+
+
+def test_prepare_takes_the_lock_with_mkdir_and_reports_facts():
+    text = scripts.prepare(L, lock_info='{"run_id": "r1"}').render()
+    assert "if mkdir /srv/app/.deploy/lock 2>/dev/null; then" in text
+    assert "printf '%s\\n' '{\"run_id\": \"r1\"}' > /srv/app/.deploy/lock/info" in text
+    assert f"exit {scripts.EXIT_LOCK_HELD}" in text
+    assert "mkdir -p /srv/app/releases /srv/app/shared /srv/app/.deploy" in text
+
+
+def test_prepare_without_lock_is_read_only():
+    text = scripts.prepare(L, lock_info=None).render()
+    assert "mkdir" not in text
+    assert "@@lock held" in text  # still reports a holder
+
+
+def test_stage_verifies_before_unpacking_and_renames_last(tmp_path):
+    archive = tmp_path / "r.tgz"
+    archive.write_bytes(b"x" * 10)
+    script = scripts.stage(L, RID, "r1", archive=archive, archive_size=10, archive_sha256="ab" * 32,
+                           host_files=b"tar!", shared_dirs=["log"], shared_files=[".env"])
+    text = script.render()
+    order = [text.index(s) for s in (
+        "head -c 10 >", "sha256sum -c --quiet -", "tar -xzf", "sha256sum -c --quiet MANIFEST",
+        "head -c 4 | tar -xf -", "ln -s /srv/app/shared/log", "chmod -R a-w",
+        f"mv -T /srv/app/.deploy/staging/{RID}.r1/tree /srv/app/releases/{RID}")]
+    assert order == sorted(order)
+    assert "(umask 077 && : > /srv/app/shared/.env)" in text
+    assert script.stdin.segments == (archive, b"tar!")
+    assert script.stdin.size == 14
+
+
+def test_finish_never_prunes_current_and_unlocks_only_own_lock():
+    text = scripts.finish(L, "r1", history=['{"a":1}'], prune=["old"]).render()
+    assert "printf '%s\\n' '{\"a\":1}' >> /srv/app/.deploy/history.jsonl" in text
+    assert '[ "$(readlink /srv/app/current || true)" != /srv/app/releases/old ]' in text
+    assert "grep -qF r1 /srv/app/.deploy/lock/info" in text
+
+
+def test_command_line_is_bash_with_one_quoted_argument():
+    s = Script(step="x", lines=("echo 'hi'",))
+    assert s.command_line() == "bash -c 'set -eu\necho '\"'\"'hi'\"'\"'\n'"
