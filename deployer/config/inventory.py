@@ -201,8 +201,10 @@ def _ini_section(line: str, where: Location) -> tuple[str, str]:
         raise _error(
             where, "malformed section header", "use [group], [group:vars] or [group:children]"
         )
-    kind = match.group(2) or "hosts"
-    if kind not in _GROUP_KEYS:
+    kind = match.group(2)
+    if kind is None:
+        return match.group(1), "hosts"
+    if kind not in ("vars", "children"):
         raise _error(
             where,
             f"unknown section kind ':{kind}'",

@@ -33,7 +33,9 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         version = int(match.group(1))
         if version in found:
-            raise MigrationError(f"{path.name}: version {version} also used by {found[version].name}")
+            raise MigrationError(
+                f"{path.name}: version {version} also used by {found[version].name}"
+            )
         found[version] = path
     return sorted(found.items())
 

@@ -1,0 +1,189 @@
+"""Sample web app deployed by the examples: a stdlib HTTP server over an SQLite database.
+
+GET /health  200 {"status": "healthy", ...} or 500 {"status": "unhealthy", "reasons": [...]}
+GET /        records a visit and shows the release, environment and visit count.
+It must never write inside its release directory (releases are read-only on the hosts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import migrate
+import settings
+
+REQUIRED_SCHEMA = 2  # this release needs migrations up to 002
+APP_DIR = settings.APP_DIR
+BROKEN_ON = APP_DIR / "BROKEN_ON"  # test hook: listen addresses (or *) whose health fails
+SLOW_MS = APP_DIR / "SLOW_MS"  # test hook: milliseconds to sleep per request
+
+
+def release_version() -> str:
+    try:
+        return (APP_DIR / "REVISION").read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "dev"
+
+
+def _read_optional(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def broken_here(listen: str) -> bool:
+    text = _read_optional(BROKEN_ON)
+    if text is None:
+        return False
+    listed = {line.split("#", 1)[0].strip() for line in text.splitlines()}
+    return "*" in listed or listen in listed
+
+
+def slow_ms() -> int:
+    text = _read_optional(SLOW_MS)
+    try:
+        return max(0, int(text.strip())) if text else 0
+    except ValueError:
+        return 0
+
+
+class App:
+    def __init__(self, config: settings.Settings) -> None:
+        self.config = config
+        self.version = release_version()
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one request: committed when the block succeeds, always closed."""
+        # mode=rw: a missing database is an error, never silently created empty.
+        uri = f"file:{quote(str(self.config.database.resolve()))}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        reasons: list[str] = []
+        schema: int | None = None
+        try:
+            with self._db() as conn:
+                schema = migrate.current_version(conn)
+        except sqlite3.Error as exc:
+            reasons.append(f"database {self.config.database}: {exc}")
+        if schema is not None and schema < REQUIRED_SCHEMA:
+            reasons.append(f"database schema {schema} is older than required {REQUIRED_SCHEMA}")
+        if broken_here(self.config.listen):
+            reasons.append(f"BROKEN_ON lists {self.config.listen}")
+        body: dict[str, Any] = {
+            "status": "unhealthy" if reasons else "healthy",
+            "timestamp": time.time(),
+            "version": self.version,
+            "schema": schema,
+            "required_schema": REQUIRED_SCHEMA,
+        }
+        if reasons:
+            body["reasons"] = reasons
+        return (500 if reasons else 200), body
+
+    def index(self, path: str, visitor: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with self._db() as conn:  # commits on success
+                conn.execute(
+                    "INSERT INTO visits (path, visitor, visited_at) VALUES (?, ?, ?)",
+                    (path, visitor, time.time()),
+                )
+                visits = conn.execute("SELECT COUNT(*) FROM visits").fetchone()[0]
+        except sqlite3.Error as exc:
+            return 500, {"error": f"database: {exc}", "version": self.version}
+        return 200, {
+            "app": "sample",
+            "version": self.version,
+            "env": self.config.env,
+            "host": self.config.listen,
+            "visits": visits,
+            "flags": self.flags(),
+        }
+
+    def flags(self) -> dict[str, Any]:
+        if self.config.flags_file is None:
+            return {}
+        try:
+            data = json.loads(self.config.flags_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "sample-app"
+    app: App  # set on the subclass made by serve()
+
+    def do_GET(self) -> None:
+        delay = slow_ms()
+        if delay:
+            time.sleep(delay / 1000)
+        path = urlsplit(self.path).path
+        if path == "/health":
+            status, body = self.app.health()
+        elif path == "/":
+            status, body = self.app.index(path, self.client_address[0])
+        else:
+            status, body = 404, {"error": f"no such page: {path}"}
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True  # restart binds again while old sockets sit in TIME_WAIT
+    daemon_threads = True
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="sample web app")
+    settings.add_arguments(parser, server=True)
+    try:
+        config = settings.load(parser.parse_args(argv))
+    except settings.SettingsError as exc:
+        print(f"app: config error: {exc}", file=sys.stderr)
+        return 2
+    app = App(config)
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = Server((config.listen, config.port), handler)
+    signal.signal(signal.SIGTERM, _stop)
+    print(
+        f"sample app {app.version} ({config.env}) listening on {config.listen}:{config.port},"
+        f" needs schema {REQUIRED_SCHEMA}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
