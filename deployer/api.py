@@ -72,7 +72,7 @@ class Loaded:
     def plan(self, release_id: str, run_id: str) -> DeployPlan:
         return build_plan(self.playbook, self.hosts, env=self.env, release_id=release_id,
                           run_id=run_id, templates_dir=self.project.templates,
-                          groups=self.inventory.groups)
+                          inventory=self.inventory)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from deployer.config.model import Host, Playbook
+from deployer.config.model import Host, Inventory, Playbook
 from deployer.config.render import host_variables, render, render_file
 from deployer.errors import ConfigError
 from deployer.remote.scripts import Layout
@@ -104,17 +104,17 @@ def build_plan(
     run_id: str,
     templates_dir: Path,
     extra_vars: Mapping[str, object] | None = None,
-    groups: Mapping[str, Sequence[str]] | None = None,
+    inventory: Inventory | None = None,
 ) -> DeployPlan:
     """Render the playbook for every selected host and cut the rollout into batches.
     Undefined variables fail here, with file, line and key, before anything connects."""
     host_plans = tuple(
         _plan_host(playbook, host, env=env, release_id=release_id,
-                   templates_dir=templates_dir, extra=extra_vars or {})
+                   templates_dir=templates_dir, extra=extra_vars or {}, inventory=inventory)
         for host in hosts
     )
     batches = compute_batches([h.name for h in hosts], playbook.strategy.serial)
-    migrate_host = _migrate_host(playbook, hosts, groups or {})
+    migrate_host = _migrate_host(playbook, hosts)
     return DeployPlan(
         env=env,
         release_id=release_id,
@@ -134,9 +134,10 @@ def _plan_host(
     release_id: str,
     templates_dir: Path,
     extra: Mapping[str, object],
+    inventory: Inventory | None,
 ) -> HostPlan:
     base = {**extra, "release_id": release_id, "env": env, "deploy_env": env}
-    variables = host_variables(host, playbook, base)
+    variables = host_variables(host, playbook, base, inventory=inventory)
     deploy_to = render(playbook.deploy_to, variables).strip()
     if not posixpath.isabs(deploy_to) or ".." in deploy_to.split("/"):
         raise ConfigError(
@@ -190,8 +191,7 @@ def _render_host_files(playbook: Playbook, templates_dir: Path,
     return buf.getvalue()
 
 
-def _migrate_host(playbook: Playbook, hosts: Sequence[Host],
-                  groups: Mapping[str, Sequence[str]]) -> str | None:
+def _migrate_host(playbook: Playbook, hosts: Sequence[Host]) -> str | None:
     if playbook.migrate is None or not hosts:
         return None
     run_on = playbook.migrate.run_on

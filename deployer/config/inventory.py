@@ -184,7 +184,8 @@ def _yaml_group(builder: _Builder, name: str, node: Node, parent: str | None) ->
 
 
 def _yaml_vars(node: Node, *, host_level: bool) -> dict[str, Any]:
-    entries = node.mapping().items()
+    hint = "write variables as a mapping, e.g. {ansible_host: 10.0.0.5, ansible_port: 22}"
+    entries = node.mapping(hint=hint).items()
     return _checked_vars(
         [(key, child.plain(), child.location()) for key, child in entries], host_level=host_level
     )

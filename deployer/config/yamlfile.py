@@ -96,7 +96,8 @@ def load_yaml(text: str, file: str) -> Any:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        reason = exc.problem or exc.context or "unreadable"
+        parts = [part for part in (exc.context, exc.problem) if part]
+        reason = ", ".join(parts) or "unreadable"
         if mark is not None:
             reason = f"{reason} (column {mark.column + 1})"
         line = None if mark is None else mark.line + 1

@@ -8,6 +8,7 @@ stays on this machine. Containers carry labels so a fleet can be found and remov
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -152,8 +153,9 @@ def _address_is_free(address: str, port: int) -> bool:
     return True
 
 
-def _await_ssh(container: Container, address: str, port: int, pkey: paramiko.PKey,
-               deadline: float) -> paramiko.PKey:
+def _await_ssh(
+    container: Container, address: str, port: int, pkey: paramiko.PKey, deadline: float
+) -> paramiko.PKey:
     """Retry a real SSH login as deploy until it works; return the host key that answered."""
     last_error: Exception | None = None
     next_status_check = 0.0
@@ -387,7 +389,10 @@ def start_fleet(
     wanted = [(_check_name("host", h), check_address(a)) for h, a in hosts]
     if not wanted:
         raise ValueError("a fleet needs at least one host")
-    for kind, values in (("host name", [h for h, _ in wanted]), ("address", [a for _, a in wanted])):
+    for kind, values in (
+        ("host name", [h for h, _ in wanted]),
+        ("address", [a for _, a in wanted]),
+    ):
         if len(set(values)) != len(values):
             raise ValueError(f"duplicate {kind} in fleet {name}: {values}")
 
@@ -476,10 +481,9 @@ def down_fleet(name: str | None, *, client: docker.DockerClient | None = None) -
     containers = _fleet_containers(name, client)
 
     def remove(container: Container) -> None:
-        try:
+        # Already gone is fine: another session or thread removed it first.
+        with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass  # already gone: removed concurrently or auto-removed
 
     _parallel(remove, containers)
     return len(containers)

@@ -89,11 +89,18 @@ def _image_exists(name: str) -> bool:
     return found.returncode == 0
 
 
-def _run_logged(argv: Sequence[str], log: Path, what: str, *, env: dict[str, str] | None = None) -> None:
+def _run_logged(
+    argv: Sequence[str], log: Path, what: str, *, env: dict[str, str] | None = None
+) -> None:
     """Run a noisy build step into a log file; on failure show its tail, not the whole log."""
     with log.open("ab") as out:
         done = subprocess.run(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, check=False
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            check=False,
         )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -177,8 +184,16 @@ def _build(name: str) -> None:
         }
         # `env` after sudo: sudo would otherwise drop EXTRA_PACKAGES.
         _run_logged(
-            _as_root(["env", *(f"{k}={v}" for k, v in env.items()),
-                      "chroot", str(root), "/bin/bash", "/tmp/configure-host.sh"]),
+            _as_root(
+                [
+                    "env",
+                    *(f"{k}={v}" for k, v in env.items()),
+                    "chroot",
+                    str(root),
+                    "/bin/bash",
+                    "/tmp/configure-host.sh",
+                ]
+            ),
             log,
             "configuring the host root",
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -161,11 +162,27 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def write_pidfile(path: Path) -> None:
+    """Written once the port is bound, so its appearance tells bin/restart the app started."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def remove_pidfile(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8").strip() == str(os.getpid()):
+            path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sample web app")
     settings.add_arguments(parser, server=True)
+    parser.add_argument("--pidfile", type=Path, help="write the pid here once listening")
+    args = parser.parse_args(argv)
     try:
-        config = settings.load(parser.parse_args(argv))
+        config = settings.load(args)
     except settings.SettingsError as exc:
         print(f"app: config error: {exc}", file=sys.stderr)
         return 2
@@ -178,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         f" needs schema {REQUIRED_SCHEMA}",
         flush=True,
     )
+    if args.pidfile:
+        write_pidfile(args.pidfile)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        if args.pidfile:
+            remove_pidfile(args.pidfile)
     return 0
 
 

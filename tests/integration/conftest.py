@@ -114,9 +114,7 @@ def fleet(address_block: list[str], tmp_path_factory: pytest.TempPathFactory) ->
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     block = (int(address_block[0].rsplit(".", 1)[1]) - FIRST_BLOCK_START) // BLOCK_SIZE
     hosts = [(f"web{i + 1}", address_block[i]) for i in range(FLEET_SIZE)]
-    started = start_fleet(
-        f"pytest-{worker}-b{block}", hosts, tmp_path_factory.mktemp("fleet")
-    )
+    started = start_fleet(f"pytest-{worker}-b{block}", hosts, tmp_path_factory.mktemp("fleet"))
     try:
         yield started
     finally:

@@ -121,8 +121,12 @@ def test_each_sshd_listens_only_on_its_own_address(fleet: Fleet, unused_address:
 def test_reset_wipes_srv_and_kills_deploy_background_processes(fleet: Fleet) -> None:
     web1 = fleet.hosts[0]
     status, output = ssh_run(
-        fleet, web1, "mkdir -p /srv/app/releases && touch /srv/app/.hidden /srv/app/releases/x"
-        " && setsid sleep 1000 </dev/null >/dev/null 2>&1 &"
+        fleet,
+        web1,
+        # Only the sleep goes to the background, detached from the channel's output, as a
+        # deployed app's process would be.
+        "mkdir -p /srv/app/releases && touch /srv/app/.hidden /srv/app/releases/x;"
+        " setsid sleep 1000 </dev/null >/dev/null 2>&1 &",
     )
     assert status == 0, output
     assert fleet.exec(web1, "pgrep -u deploy -x sleep")[0] == 0

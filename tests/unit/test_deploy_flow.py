@@ -53,7 +53,7 @@ def setup(tmp_path: Path):
     inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
     playbook = parse_playbook(PLAYBOOK, "deploy.yml")
     plan = build_plan(playbook, inventory.hosts, env="test", release_id=release.id, run_id="run1",
-                      templates_dir=tmp_path, groups=inventory.groups)
+                      templates_dir=tmp_path, inventory=inventory)
     return plan, release
 
 

@@ -395,7 +395,9 @@ def test_ini_errors_name_file_and_line(project: Path) -> None:
 
 def test_top_level_hosts_without_all_is_explained(project: Path) -> None:
     error = error_of(project, "staging.yml", "hosts:\n  web1:\n")
-    assert error.message == "inventories/staging.yml:1: hosts: must sit under a group at the top level"
+    assert (
+        error.message == "inventories/staging.yml:1: hosts: must sit under a group at the top level"
+    )
 
 
 def test_hosts_as_a_list_is_refused(project: Path) -> None:
