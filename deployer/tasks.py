@@ -30,6 +30,10 @@ COMMON_HELP = {
 }
 
 
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    return {**{n: COMMON_HELP[n] for n in names}, **extra}
+
+
 def _sigterm_as_interrupt() -> None:
     # A cancelled CI job sends SIGTERM: clean up exactly as for Ctrl-C.
     def handler(signum: int, frame: object) -> None:
@@ -76,8 +80,9 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
     return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
 
 
-@task(help={**COMMON_HELP, "ref": "git ref to deploy (when the playbook's source is git)",
-            "dry_run": "print the plan and the exact remote scripts; connect to nothing"})
+@task(help=_help("env", "limit", "format", "verbose", "accept_new_host_keys", "playbook",
+                 ref="git ref to deploy (when the playbook's source is git)",
+                 dry_run="print the plan and the exact remote scripts; connect to nothing"))
 @_handles_errors
 def deploy(c: Context, env: str | None = None, ref: str | None = None, limit: str | None = None,
            dry_run: bool = False, format: str = "text", verbose: bool = False,
@@ -90,7 +95,8 @@ def deploy(c: Context, env: str | None = None, ref: str | None = None, limit: st
         print(result, end="")
 
 
-@task(help={**COMMON_HELP, "to": "release id to return to (default: the previous successful one)"})
+@task(help=_help("env", "limit", "format", "verbose", "accept_new_host_keys", "playbook",
+                 to="release id to return to (default: the previous successful one)"))
 @_handles_errors
 def rollback(c: Context, env: str | None = None, to: str | None = None, limit: str | None = None,
              format: str = "text", verbose: bool = False, accept_new_host_keys: bool = False,
@@ -100,7 +106,7 @@ def rollback(c: Context, env: str | None = None, to: str | None = None, limit: s
     api.rollback(loaded, _options(format, verbose, accept_new_host_keys), to=to)
 
 
-@task(help=COMMON_HELP)
+@task(help=_help("env", "limit", "format", "accept_new_host_keys", "playbook"))
 @_handles_errors
 def status(c: Context, env: str | None = None, limit: str | None = None, format: str = "text",
            accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
@@ -127,7 +133,7 @@ def status(c: Context, env: str | None = None, limit: str | None = None, format:
         raise Exit(code=6)
 
 
-@task(help=COMMON_HELP)
+@task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
 @_handles_errors
 def releases(c: Context, env: str | None = None, limit: str | None = None,
              accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
@@ -143,7 +149,7 @@ def releases(c: Context, env: str | None = None, limit: str | None = None,
             print(f"  {mark} {rel}  ({ok})")
 
 
-@task(help=COMMON_HELP)
+@task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
 @_handles_errors
 def unlock(c: Context, env: str | None = None, limit: str | None = None,
            accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:

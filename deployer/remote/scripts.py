@@ -199,9 +199,22 @@ def stage(
         ]
     body += [
         _step("finalize"),
+        # Read-only below the top; the top stays writable until after the rename, which
+        # must update the directory's `..` entry.
         cmd("chmod", "-R", "a-w", tree),
-        f"if [ -e {q(final)} ]; then echo {q(f'release {final} already exists')} >&2; exit 1; fi",
-        cmd("mv", "-T", tree, final),
+        cmd("chmod", "u+w", tree),
+        # The same release id staged before (a resumed or repeated run) is reused only when
+        # it verifies completely; otherwise the rename is what makes it appear, whole.
+        f"if [ -e {q(final)} ]; then",
+        f"  if (cd {q(final)} && sha256sum -c --quiet MANIFEST) >/dev/null 2>&1; then",
+        f"    echo {q(MARK + 'reused')}",
+        "  else",
+        f"    echo {q(f'{final} exists but does not verify against its MANIFEST')} >&2; exit 1",
+        "  fi",
+        "else",
+        f"  {cmd('mv', '-T', tree, final)}",
+        f"  {cmd('chmod', 'a-w', final)}",
+        "fi",
         f"echo {q(MARK + 'staged')} {q(release_id)}",
     ]
     segments: list[object] = [archive]

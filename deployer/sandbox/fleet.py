@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import shlex
+import shutil
 import socket
 import threading
 import time
@@ -59,6 +60,7 @@ LABEL_ADDRESS = "deployer.address"
 LABEL_PORT = "deployer.port"
 LABEL_STATE_DIR = "deployer.state-dir"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
+SHARED_DIR = "/var/lib/fleet-shared"  # mounted into every host of a fleet
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _T = TypeVar("_T")
@@ -215,6 +217,7 @@ class Fleet:
         self.hosts = list(hosts)
         self.key_path = key_path
         self.known_hosts_path = known_hosts_path
+        self.state_dir = key_path.parent
         self._client = client or _docker_client()
         self._known_hosts_lock = threading.Lock()
 
@@ -296,6 +299,14 @@ class Fleet:
                 raise SandboxError(f"resetting {host.name} failed ({code}): {output.strip()}")
 
         _parallel(reset_host, self.hosts)
+        # The fleet-wide shared directory is emptied once, from this side.
+        shared = self.state_dir / "fleet-shared"
+        if shared.is_dir():
+            for entry in shared.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def pause(self, host: SandboxHost | str) -> None:
         """Freeze every process of the host: connections hang, as on a hung machine."""
@@ -402,6 +413,9 @@ def start_fleet(
     key_path = state_dir / "id_ed25519"
     known_hosts_path = state_dir / "known_hosts"
     pkey, public_line = _ensure_deploy_key(key_path)
+    shared_dir = state_dir / "fleet-shared"
+    shared_dir.mkdir(exist_ok=True)
+    shared_dir.chmod(0o1777)  # the deploy user (uid 1000 in the hosts) writes here
     known_hosts_path.write_text("", encoding="utf-8")
 
     client = _docker_client()
@@ -432,6 +446,9 @@ def start_fleet(
             .with_env("SSH_ADDRESS", address)
             .with_env("SSH_PORT", str(port))
             .with_env("AUTHORIZED_KEY", public_line)
+            # One directory shared by the whole fleet, standing in for the database server a
+            # real fleet has: a migration run once on one host is seen by every app.
+            .with_volume_mapping(str(shared_dir), SHARED_DIR, "rw")
             # Host networking: each host is just sshd bound to its own loopback address.
             .with_kwargs(network_mode="host", labels=labels)
         )

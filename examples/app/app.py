@@ -22,8 +22,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import migrate
-import settings
+sys.dont_write_bytecode = True  # releases are read-only: never write __pycache__ there
+
+import migrate  # noqa: E402
+import settings  # noqa: E402
 
 REQUIRED_SCHEMA = 2  # this release needs migrations up to 002
 APP_DIR = settings.APP_DIR

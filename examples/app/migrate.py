@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import settings
+sys.dont_write_bytecode = True  # releases are read-only: never write __pycache__ there
+
+import settings  # noqa: E402
 
 MIGRATIONS_DIR = settings.APP_DIR / "migrations"
 MIGRATION_RE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")

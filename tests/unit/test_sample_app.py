@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def migrate(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-B", str(app_dir / "migrate.py"), *args],
+        [sys.executable, str(app_dir / "migrate.py"), *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -76,7 +76,7 @@ def wait_until_serving(url: str, deadline: float = 10.0) -> None:
 def running_app(app_dir: Path, *args: str, port: int | None = None) -> Iterator[str]:
     """Run app.py until the block ends; yield its base URL. Without `port` (the one app.ini
     names), listen on 127.0.0.1 at a random free port."""
-    cmd = [sys.executable, "-B", str(app_dir / "app.py"), *args]
+    cmd = [sys.executable, str(app_dir / "app.py"), *args]
     if port is None:
         port = free_port()
         cmd += ["--listen", "127.0.0.1", "--port", str(port)]
@@ -223,6 +223,7 @@ def test_migrations_are_idempotent(app_dir: Path, db: Path) -> None:
     assert second.returncode == 0
     assert "applied" not in second.stdout and "nothing to apply" in second.stdout
     assert applied(db) == [1, 2]
+    assert not list(app_dir.rglob("__pycache__")), "migrate.py wrote inside the release"
 
 
 def test_new_migration_applies_alone(app_dir: Path, db: Path) -> None:

@@ -1,0 +1,141 @@
+"""Shared helpers for integration tests: a throwaway deploy project pointed at the test fleet,
+and ways to look at hosts from outside the deployer (docker exec, plain HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from deployer import api
+from deployer.events import Event
+from deployer.sandbox import Fleet
+
+REPO = Path(__file__).resolve().parents[2]
+APP_ROOT = "/srv/sample-app"
+HOSTS = ["web1", "web2", "web3", "web4"]
+
+
+@dataclass
+class Project:
+    root: Path
+    fleet: Fleet
+    env: str = "test"
+
+    @property
+    def app(self) -> Path:
+        return self.root / "app"
+
+    def playbook(self, **changes: object) -> None:
+        """Rewrite playbooks/deploy.yml from the repo's sample with top-level changes."""
+        book = yaml.safe_load((REPO / "playbooks" / "deploy.yml").read_text())
+        book["source"] = {"path": "app"}
+        book["health"]["deadline"] = 8
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(book.get(key), dict):
+                book[key] = {**book[key], **value}
+            else:
+                book[key] = value
+        (self.root / "playbooks" / "deploy.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+
+    def load(self, limit: str | None = None) -> api.Loaded:
+        return api.load(api.Project(self.root), self.env, limit=limit)
+
+    def deploy(self, **kwargs: object) -> dict[str, str | None]:
+        events: list[Event] = []
+        result = api.deploy(self.load(), api.Options(reporters=[events.append]), **kwargs)
+        assert isinstance(result, dict)
+        return result
+
+    def invoke(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI, as a user would, from the project directory."""
+        invoke = Path(sys.executable).with_name("invoke")
+        return subprocess.run([str(invoke), *args], cwd=self.root, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+
+    # ------------------------------------------------------------------ looking at hosts
+
+    def sh(self, host: str, command: str, *, user: str = "deploy") -> str:
+        code, out = self.fleet.exec(host, command, user=user)
+        assert code == 0, f"{host}: {command}: {out}"
+        return out
+
+    def current(self, host: str) -> str | None:
+        code, out = self.fleet.exec(host, f"readlink {APP_ROOT}/current")
+        return out.strip().rsplit("/", 1)[-1] if code == 0 else None
+
+    def releases(self, host: str) -> list[str]:
+        code, out = self.fleet.exec(host, f"ls -1 {APP_ROOT}/releases")
+        return sorted(out.split()) if code == 0 else []
+
+    def leftovers(self, host: str) -> list[str]:
+        """Anything in staging, and temporary symlinks next to current."""
+        code, out = self.fleet.exec(
+            host, f"ls -A {APP_ROOT}/.deploy/staging 2>/dev/null; ls -A {APP_ROOT} | grep '^\\.current' || true")
+        return out.split()
+
+    def locked(self, host: str) -> bool:
+        code, _ = self.fleet.exec(host, f"test -d {APP_ROOT}/.deploy/lock")
+        return code == 0
+
+    def history(self, host: str) -> list[dict[str, object]]:
+        code, out = self.fleet.exec(host, f"cat {APP_ROOT}/.deploy/history.jsonl")
+        return [json.loads(line) for line in out.splitlines() if line.strip()] if code == 0 else []
+
+    def health(self, host: str) -> tuple[int, dict[str, object]]:
+        address = self.fleet.host(host).address
+        try:
+            with urllib.request.urlopen(f"http://{address}:8000/health", timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def complete(self, host: str, release: str) -> bool:
+        """The release verifies against its own MANIFEST on the host."""
+        code, out = self.fleet.exec(
+            host, f"cd {APP_ROOT}/releases/{release} && sha256sum -c --quiet MANIFEST")
+        return code == 0
+
+
+def make_project(root: Path, fleet: Fleet, hosts: list[str] = HOSTS) -> Project:
+    for sub in ("inventories", "playbooks", "templates"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    groups = {"web": hosts, "migrate": [hosts[0]]}
+    (root / "inventories" / "test.yml").write_text(fleet.inventory_yaml(groups))
+    shutil.copy(REPO / "templates" / "app.ini.j2", root / "templates" / "app.ini.j2")
+    shutil.copytree(REPO / "examples" / "app", root / "app",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "tasks.py").write_text("from deployer.tasks import ns  # noqa: F401\n")
+    project = Project(root, fleet)
+    project.playbook()
+    return project
+
+
+def add_migration(project: Project, number: int, sql: str) -> None:
+    """Make the next app version: a new migration, and the app requires it."""
+    (project.app / "migrations" / f"{number:03d}_step.sql").write_text(sql)
+    app = project.app / "app.py"
+    text = app.read_text()
+    import re
+
+    app.write_text(re.sub(r"REQUIRED_SCHEMA = \d+", f"REQUIRED_SCHEMA = {number}", text))
+
+
+def break_on(project: Project, hosts: list[str] | str) -> None:
+    """Make the next release unhealthy on these hosts (or '*' for all)."""
+    if hosts == "*":
+        lines = ["*"]
+    else:
+        lines = [project.fleet.host(h).address for h in hosts]
+    (project.app / "BROKEN_ON").write_text("\n".join(lines) + "\n")
+
+
+def fix(project: Project) -> None:
+    (project.app / "BROKEN_ON").unlink(missing_ok=True)
