@@ -94,6 +94,10 @@ def load(project: Project, env: str, *, limit: str | None = None,
     return Loaded(project, env, inventory, book, hosts)
 
 
+def load_inventory_only(project: Project, env: str) -> Inventory:
+    return load_inventory(project.inventories, env)
+
+
 def _bus(options: Options, record_dir: Path | None) -> EventBus:
     bus = EventBus()
     for reporter in options.reporters:

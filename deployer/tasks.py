@@ -163,4 +163,32 @@ def unlock(c: Context, env: str | None = None, limit: str | None = None,
             print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
 
 
-ns = Collection(deploy, rollback, status, releases, unlock)
+@task(help=_help("env"))
+@_handles_errors
+def sandbox_up(c: Context, env: str = "local") -> None:
+    """Start one local container per inventory host (real sshd on its 127.0.0.N)."""
+    from deployer.sandbox import start_fleet  # optional extra: deployer[sandbox]
+
+    inventory = api.load_inventory_only(_project(), env)
+    state = _project().root / ".sandbox" / env
+    fleet = start_fleet(f"sandbox-{env}", [(h.name, h.address) for h in inventory.hosts], state,
+                        port=inventory.hosts[0].port)
+    for host in fleet.hosts:
+        print(f"{host.name}: deploy@{host.address}:{host.port} up")
+    print(f"key {fleet.key_path}, known_hosts {fleet.known_hosts_path}")
+
+
+@task(help=_help("env"))
+@_handles_errors
+def sandbox_down(c: Context, env: str = "local") -> None:
+    """Remove the sandbox containers of this environment."""
+    from deployer.sandbox import down_fleet
+
+    print(f"removed {down_fleet(f'sandbox-{env}')} sandbox host(s)")
+
+
+sandbox = Collection("sandbox")
+sandbox.add_task(sandbox_up, "up")
+sandbox.add_task(sandbox_down, "down")
+
+ns = Collection(deploy, rollback, status, releases, unlock, sandbox)
