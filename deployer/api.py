@@ -56,8 +56,11 @@ class Project:
     def playbook_path(self, name: str) -> Path:
         path = self.root / "playbooks" / f"{name}.yml"
         if not path.exists():
-            raise ConfigError(f"playbook '{name}' not found", file=str(path),
-                              hint="create playbooks/deploy.yml or pass --playbook NAME")
+            raise ConfigError(
+                f"playbook '{name}' not found",
+                file=str(path),
+                hint="create playbooks/deploy.yml or pass --playbook NAME",
+            )
         return path
 
 
@@ -70,9 +73,15 @@ class Loaded:
     hosts: tuple[Host, ...]
 
     def plan(self, release_id: str, run_id: str) -> DeployPlan:
-        return build_plan(self.playbook, self.hosts, env=self.env, release_id=release_id,
-                          run_id=run_id, templates_dir=self.project.templates,
-                          inventory=self.inventory)
+        return build_plan(
+            self.playbook,
+            self.hosts,
+            env=self.env,
+            release_id=release_id,
+            run_id=run_id,
+            templates_dir=self.project.templates,
+            inventory=self.inventory,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,9 @@ class Options:
     transport: Transport | None = None  # tests may inject one; default SSH
 
 
-def load(project: Project, env: str, *, limit: str | None = None,
-         playbook: str = "deploy") -> Loaded:
+def load(
+    project: Project, env: str, *, limit: str | None = None, playbook: str = "deploy"
+) -> Loaded:
     """Load and validate everything; fails before any connection."""
     inventory = load_inventory(project.inventories, env)
     book = load_playbook(project.playbook_path(playbook))
@@ -110,8 +120,8 @@ def _bus(options: Options, record_dir: Path | None) -> EventBus:
 def _runner(loaded: Loaded, options: Options, bus: EventBus) -> Runner:
     conn = loaded.playbook.connection
     transport = options.transport or SSHTransport(
-        connect_timeout=conn.connect_timeout,
-        accept_new_host_keys=options.accept_new_host_keys)
+        connect_timeout=conn.connect_timeout, accept_new_host_keys=options.accept_new_host_keys
+    )
     return Runner(transport, bus, parallel=conn.parallel, command_timeout=conn.command_timeout)
 
 
@@ -119,19 +129,25 @@ def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
     source = loaded.playbook.source
     root = loaded.project.root
     if source.git_repo is not None:
-        return build_release(git_repo=root / source.git_repo, ref=ref or source.ref or "HEAD",
-                             subdir=source.subdir, work_dir=work_dir)
+        return build_release(
+            git_repo=root / source.git_repo,
+            ref=ref or source.ref or "HEAD",
+            subdir=source.subdir,
+            work_dir=work_dir,
+        )
     if ref is not None:
         raise ReleaseError(
             f"--ref {ref} given, but {loaded.playbook.path} deploys a directory"
             f" ({source.path}), not a git repository",
-            hint="drop --ref, or set source: {git: ., ref: main} in the playbook")
+            hint="drop --ref, or set source: {git: ., ref: main} in the playbook",
+        )
     assert source.path is not None
     return build_release(source_dir=root / source.path, work_dir=work_dir)
 
 
-def deploy(loaded: Loaded, options: Options, *, ref: str | None = None,
-           dry_run: bool = False) -> dict[str, str | None] | str:
+def deploy(
+    loaded: Loaded, options: Options, *, ref: str | None = None, dry_run: bool = False
+) -> dict[str, str | None] | str:
     """Deploy; with dry_run, return the printed plan instead and connect to nothing."""
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
@@ -154,8 +170,7 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
     bus = _bus(options, loaded.project.runs)
     runner = _runner(loaded, options, bus)
     try:
-        return run_rollback(lambda rid: loaded.plan(rid, run_id), runner, bus,
-                            run_id=run_id, to=to)
+        return run_rollback(lambda rid: loaded.plan(rid, run_id), runner, bus, run_id=run_id, to=to)
     finally:
         runner.close()
 
@@ -168,8 +183,7 @@ def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[Hos
     bus = _bus(options, None)
     runner = _runner(loaded, options, bus)
     try:
-        return gather(runner, _read_only_plans(loaded),
-                      loaded.playbook.health if health else None)
+        return gather(runner, _read_only_plans(loaded), loaded.playbook.health if health else None)
     finally:
         runner.close()
 

@@ -33,15 +33,24 @@ class DeployState:
     failed: dict[str, DeployerError] = field(default_factory=dict)
 
 
-def deploy(plan: DeployPlan, release: Release, runner: Runner, bus: EventBus) -> dict[str, str | None]:
+def deploy(
+    plan: DeployPlan, release: Release, runner: Runner, bus: EventBus
+) -> dict[str, str | None]:
     """Deploy `release` per `plan`. Returns host -> release on success; raises DeployFailed
     (with every host's release) when the rollout stopped or any host failed."""
     started = time.monotonic()
     state = DeployState()
     hosts = list(plan.hosts)
-    bus.emit(RunStarted(run_id=plan.run_id, action="deploy", env=plan.env,
-                        release=plan.release_id, hosts=[h.name for h in hosts],
-                        batches=plan.batches))
+    bus.emit(
+        RunStarted(
+            run_id=plan.run_id,
+            action="deploy",
+            env=plan.env,
+            release=plan.release_id,
+            hosts=[h.name for h in hosts],
+            batches=plan.batches,
+        )
+    )
     state.facts = acquire_locks(runner, hosts, plan.run_id, "deploy", plan.release_id)
     state.on = {name: f.current for name, f in state.facts.items()}
     try:
@@ -53,39 +62,71 @@ def deploy(plan: DeployPlan, release: Release, runner: Runner, bus: EventBus) ->
         _rollout(plan, runner, state, bus)
     except KeyboardInterrupt:
         _finish_failed(plan, runner, state, bus, interrupted=True)
-        bus.emit(RunFinished(run_id=plan.run_id, action="deploy", ok=False,
-                             duration=time.monotonic() - started, releases=dict(state.on),
-                             message="interrupted"))
+        bus.emit(
+            RunFinished(
+                run_id=plan.run_id,
+                action="deploy",
+                ok=False,
+                duration=time.monotonic() - started,
+                releases=dict(state.on),
+                message="interrupted",
+            )
+        )
         raise
     except DeployerError as exc:
         _finish_failed(plan, runner, state, bus)
-        error = exc if isinstance(exc, DeployFailed) else DeployFailed(
-            f"deploy of {plan.release_id} to {plan.env} failed; nothing is left half-done",
-            failures=[exc], releases=state.on, hint=_recovery_hint(plan))
+        error = (
+            exc
+            if isinstance(exc, DeployFailed)
+            else DeployFailed(
+                f"deploy of {plan.release_id} to {plan.env} failed; nothing is left half-done",
+                failures=[exc],
+                releases=state.on,
+                hint=_recovery_hint(plan),
+            )
+        )
         error.releases = dict(state.on)
-        bus.emit(RunFinished(run_id=plan.run_id, action="deploy", ok=False,
-                             duration=time.monotonic() - started, releases=dict(state.on),
-                             message=error.message))
+        bus.emit(
+            RunFinished(
+                run_id=plan.run_id,
+                action="deploy",
+                ok=False,
+                duration=time.monotonic() - started,
+                releases=dict(state.on),
+                message=error.message,
+            )
+        )
         run_hooks(runner, plan, "on_failure", hosts, best_effort=True)
         raise error from None
     _finish_ok(plan, runner, state)
     ok = not state.failed
-    bus.emit(RunFinished(run_id=plan.run_id, action="deploy", ok=ok,
-                         duration=time.monotonic() - started, releases=dict(state.on)))
+    bus.emit(
+        RunFinished(
+            run_id=plan.run_id,
+            action="deploy",
+            ok=ok,
+            duration=time.monotonic() - started,
+            releases=dict(state.on),
+        )
+    )
     if not ok:
         failed = DeployFailed(
             f"deploy of {plan.release_id} finished, but {len(state.failed)} host(s) failed within"
             " the failure budget and were returned to their previous release",
-            failures=list(state.failed.values()), releases=state.on,
-            hint=_recovery_hint(plan))
+            failures=list(state.failed.values()),
+            releases=state.on,
+            hint=_recovery_hint(plan),
+        )
         failed.exit_code = 3
         raise failed
     return dict(state.on)
 
 
 def _recovery_hint(plan: DeployPlan) -> str:
-    return (f"inspect with `invoke status --env {plan.env}`; fix and re-run `invoke deploy "
-            f"--env {plan.env}`")
+    return (
+        f"inspect with `invoke status --env {plan.env}`; fix and re-run `invoke deploy "
+        f"--env {plan.env}`"
+    )
 
 
 def _warn_low_disk(plan: DeployPlan, release: Release, state: DeployState, bus: EventBus) -> None:
@@ -94,28 +135,46 @@ def _warn_low_disk(plan: DeployPlan, release: Release, state: DeployState, bus: 
     needed_kb = (release.archive_size + unpacked) // 1024 + 1
     for name, facts in state.facts.items():
         if facts.free_kb is not None and facts.free_kb < needed_kb:
-            bus.emit(Notice(level="warning", text=(
-                f"{name}: only {facts.free_kb} KiB free under {plan.host(name).layout.root},"
-                f" the release needs about {needed_kb} KiB")))
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=(
+                        f"{name}: only {facts.free_kb} KiB free under"
+                        f" {plan.host(name).layout.root},"
+                        f" the release needs about {needed_kb} KiB"
+                    ),
+                )
+            )
 
 
 def _stage(plan: DeployPlan, release: Release, runner: Runner, state: DeployState) -> None:
     shared = plan.playbook.shared
 
     def stage_one(hp: HostPlan) -> None:
-        runner.step(hp.host, scripts.stage(
-            hp.layout, plan.release_id, plan.run_id,
-            archive=release.archive, archive_size=release.archive_size,
-            archive_sha256=release.archive_sha256, host_files=hp.host_files,
-            shared_dirs=shared.dirs, shared_files=shared.files,
-        ), progress=True)
+        runner.step(
+            hp.host,
+            scripts.stage(
+                hp.layout,
+                plan.release_id,
+                plan.run_id,
+                archive=release.archive,
+                archive_size=release.archive_size,
+                archive_sha256=release.archive_sha256,
+                host_files=hp.host_files,
+                shared_dirs=shared.dirs,
+                shared_files=shared.files,
+            ),
+            progress=True,
+        )
         state.staged.add(hp.name)
 
     failed = failures(runner.each(plan.hosts, stage_one))
     if failed:
         raise DeployFailed(
             f"staging {plan.release_id} failed on {len(failed)} host(s); nothing was switched",
-            failures=list(failed.values()), hint=_recovery_hint(plan))
+            failures=list(failed.values()),
+            hint=_recovery_hint(plan),
+        )
 
 
 def _migrate(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus) -> None:
@@ -128,8 +187,10 @@ def _migrate(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
         runner.step(hp.host, scripts.migrate(hp.layout, plan.release_id, hp.migrate, hp.env))
     except DeployerError as exc:
         raise DeployFailed(
-            f"migration failed on {hp.name}; nothing was switched", failures=[exc],
-            hint=_recovery_hint(plan)) from None
+            f"migration failed on {hp.name}; nothing was switched",
+            failures=[exc],
+            hint=_recovery_hint(plan),
+        ) from None
     state.migrated_on = hp.name
     run_hooks(runner, plan, "after_migrate", [hp])
 
@@ -144,9 +205,15 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
         run_hooks(runner, plan, "before_switch", batch)
         bad = _switch_and_check(plan, runner, state, batch, plan.release_id, expect)
         stop = over_budget(len(batch), len(bad), strategy.max_fail_percentage)
-        bus.emit(BatchFinished(index=index, total=len(plan.batches),
-                               healthy=[h.name for h in batch if h.name not in bad],
-                               failed=sorted(bad), within_budget=not stop))
+        bus.emit(
+            BatchFinished(
+                index=index,
+                total=len(plan.batches),
+                healthy=[h.name for h in batch if h.name not in bad],
+                failed=sorted(bad),
+                within_budget=not stop,
+            )
+        )
         if stop:
             revert = batch + (done if strategy.rollback == "all" else [])
             _revert(plan, runner, state, bus, revert)
@@ -154,14 +221,18 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
                 f"batch {index}/{len(plan.batches)} unhealthy ({len(bad)} of {len(batch)} hosts"
                 f" failed, max_fail_percentage {strategy.max_fail_percentage:g});"
                 f" rolled back {len(revert)} host(s)",
-                failures=list(bad.values()), hint=_recovery_hint(plan))
+                failures=list(bad.values()),
+                hint=_recovery_hint(plan),
+            )
         if bad:
             state.failed.update(bad)
             _revert(plan, runner, state, bus, [h for h in batch if h.name in bad])
         run_hooks(runner, plan, "after_switch", [h for h in batch if h.name not in bad])
         done.extend(h for h in batch if h.name not in bad)
         if strategy.pause and index < len(plan.batches):
-            bus.emit(Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch"))
+            bus.emit(
+                Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch")
+            )
             time.sleep(strategy.pause)
 
 
@@ -183,8 +254,10 @@ def _switch_and_check(
 
     def one(hp: HostPlan) -> None:
         try:
-            runner.step(hp.host, scripts.switch(hp.layout, release_id, plan.run_id,
-                                                restart=hp.restart, env=hp.env))
+            runner.step(
+                hp.host,
+                scripts.switch(hp.layout, release_id, plan.run_id, restart=hp.restart, env=hp.env),
+            )
         finally:
             # Even a failed restart may have happened after the rename: assume the switch.
             state.on[hp.name] = release_id
@@ -193,20 +266,33 @@ def _switch_and_check(
     return failures(runner.each(batch, one))
 
 
-def _revert(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus,
-            hosts: Sequence[HostPlan]) -> None:
+def _revert(
+    plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus, hosts: Sequence[HostPlan]
+) -> None:
     """Return hosts to the release they ran before this deploy, restart and check them."""
     if state.migrated_on:
-        bus.emit(Notice(level="warning", text=(
-            f"migrations ran on {state.migrated_on} and were NOT rolled back: the database"
-            f" schema is {plan.release_id}'s while code returns to the previous release")))
+        bus.emit(
+            Notice(
+                level="warning",
+                text=(
+                    f"migrations ran on {state.migrated_on} and were NOT rolled back: the database"
+                    f" schema is {plan.release_id}'s while code returns to the previous release"
+                ),
+            )
+        )
     movable = []
     for hp in hosts:
         previous = state.facts[hp.name].current
         if previous is None:
-            bus.emit(Notice(level="warning", text=(
-                f"{hp.name}: no previous release to return to (first deploy);"
-                f" it stays on {plan.release_id}")))
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=(
+                        f"{hp.name}: no previous release to return to (first deploy);"
+                        f" it stays on {plan.release_id}"
+                    ),
+                )
+            )
         elif state.on.get(hp.name) != previous:
             movable.append(hp)
     if not movable:
@@ -215,13 +301,19 @@ def _revert(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus,
     def back(hp: HostPlan) -> None:
         previous = state.facts[hp.name].current
         assert previous is not None
-        runner.step(hp.host, scripts.switch(hp.layout, previous, plan.run_id,
-                                            restart=hp.restart, env={**hp.env,
-                                                                     "RELEASE_ID": previous}))
+        runner.step(
+            hp.host,
+            scripts.switch(
+                hp.layout,
+                previous,
+                plan.run_id,
+                restart=hp.restart,
+                env={**hp.env, "RELEASE_ID": previous},
+            ),
+        )
         state.on[hp.name] = previous
         state.reverted.add(hp.name)
-        check_host(runner, plan.playbook.health, hp,
-                   previous if _expects_version(plan) else None)
+        check_host(runner, plan.playbook.health, hp, previous if _expects_version(plan) else None)
 
     for name, error in failures(runner.each(movable, back)).items():
         bus.emit(Notice(level="error", text=f"{name}: returning to the previous release: {error}"))
@@ -238,37 +330,77 @@ def _finish_ok(plan: DeployPlan, runner: Runner, state: DeployState) -> None:
         history = [*facts.history, record]
         present = sorted({*facts.releases, plan.release_id})
         prune = releases_to_prune(present, history, keep=keep, current=state.on.get(hp.name))
-        runner.step(hp.host, scripts.finish(
-            hp.layout, plan.run_id, history=[record.to_json()], prune=prune,
-            remove_staged=[] if ok else [plan.release_id]))
+        runner.step(
+            hp.host,
+            scripts.finish(
+                hp.layout,
+                plan.run_id,
+                history=[record.to_json()],
+                prune=prune,
+                remove_staged=[] if ok else [plan.release_id],
+            ),
+        )
 
     errors = failures(runner.each(plan.hosts, finish_one))
     if errors:
-        raise DeployFailed("finishing failed; the lock may still be held", failures=list(
-            errors.values()), releases=state.on, hint=f"invoke unlock --env {plan.env}")
+        raise DeployFailed(
+            "finishing failed; the lock may still be held",
+            failures=list(errors.values()),
+            releases=state.on,
+            hint=f"invoke unlock --env {plan.env}",
+        )
 
 
-def _finish_failed(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus,
-                   *, interrupted: bool = False) -> None:
+def _finish_failed(
+    plan: DeployPlan,
+    runner: Runner,
+    state: DeployState,
+    bus: EventBus,
+    *,
+    interrupted: bool = False,
+) -> None:
     """Record the failure, remove the staged release where it is not live, release the lock."""
 
     def finish_one(hp: HostPlan) -> None:
         facts = state.facts[hp.name]
         on_new = state.on.get(hp.name) == plan.release_id
-        result = "interrupted" if interrupted else (
-            "rolled_back" if hp.name in state.reverted else "failed")
+        result = (
+            "interrupted"
+            if interrupted
+            else ("rolled_back" if hp.name in state.reverted else "failed")
+        )
         record = _record(plan, facts, result)
-        runner.step(hp.host, scripts.finish(
-            hp.layout, plan.run_id, history=[record.to_json()], prune=[],
-            remove_staged=[] if on_new else [plan.release_id]))
+        runner.step(
+            hp.host,
+            scripts.finish(
+                hp.layout,
+                plan.run_id,
+                history=[record.to_json()],
+                prune=[],
+                remove_staged=[] if on_new else [plan.release_id],
+            ),
+        )
 
     errors = failures(runner.each(plan.hosts, finish_one))
     for name, error in errors.items():
-        bus.emit(Notice(level="error", text=(
-            f"{name}: cleanup failed ({error}); its lock may still be held:"
-            f" run `invoke unlock --env {plan.env}` once the host is back")))
+        bus.emit(
+            Notice(
+                level="error",
+                text=(
+                    f"{name}: cleanup failed ({error}); its lock may still be held:"
+                    f" run `invoke unlock --env {plan.env}` once the host is back"
+                ),
+            )
+        )
 
 
 def _record(plan: DeployPlan, facts: HostFacts, result: str) -> Record:
-    return Record(time=utc_now(), user=operator(), release=plan.release_id, action="deploy",
-                  result=result, run_id=plan.run_id, previous=facts.current)
+    return Record(
+        time=utc_now(),
+        user=operator(),
+        release=plan.release_id,
+        action="deploy",
+        result=result,
+        run_id=plan.run_id,
+        previous=facts.current,
+    )

@@ -24,17 +24,31 @@ def describe(plan: DeployPlan, release: Release) -> str:
     for hp in plan.hosts:
         steps: list[Script] = [
             scripts.prepare(hp.layout, lock_info="<lock info: who, when, from where>"),
-            scripts.stage(hp.layout, plan.release_id, plan.run_id, archive=release.archive,
-                          archive_size=release.archive_size,
-                          archive_sha256=release.archive_sha256, host_files=hp.host_files,
-                          shared_dirs=shared.dirs, shared_files=shared.files),
+            scripts.stage(
+                hp.layout,
+                plan.release_id,
+                plan.run_id,
+                archive=release.archive,
+                archive_size=release.archive_size,
+                archive_sha256=release.archive_sha256,
+                host_files=hp.host_files,
+                shared_dirs=shared.dirs,
+                shared_files=shared.files,
+            ),
         ]
         if hp.name == plan.migrate_host and hp.migrate:
             steps.append(scripts.migrate(hp.layout, plan.release_id, hp.migrate, hp.env))
-        steps.append(scripts.switch(hp.layout, plan.release_id, plan.run_id,
-                                    restart=hp.restart, env=hp.env))
-        steps.append(scripts.finish(hp.layout, plan.run_id,
-                                    history=["<history record>"], prune=["<decided from history>"]))
+        steps.append(
+            scripts.switch(hp.layout, plan.release_id, plan.run_id, restart=hp.restart, env=hp.env)
+        )
+        steps.append(
+            scripts.finish(
+                hp.layout,
+                plan.run_id,
+                history=["<history record>"],
+                prune=["<decided from history>"],
+            )
+        )
         out.append("")
         out.append(f"== {hp.name} ({hp.host.user or ''}@{hp.host.address}:{hp.host.port})")
         if hp.health_url:

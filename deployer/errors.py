@@ -1,14 +1,14 @@
 """The one exception tree of the deployer. Only the task layer turns these into exit codes.
 
-    DeployerError                 base; every error carries an optional `hint` (what to run next)
-    ├── ConfigError               inventory / playbook / template problem: file, line, key path
-    ├── ReleaseError              the release source is unusable (offending path named)
-    ├── TransportError            cannot reach or trust a host
-    │   └── HostKeyError          unknown or changed host key (fingerprint shown)
-    ├── RemoteCommandError        a remote step exited non-zero: host, step, command, output tail
-    ├── LockHeldError             another deploy holds the lock: holder, age, release
-    ├── PreflightError            preflight found hosts unfit before anything changed
-    └── DeployFailed              the run failed; carries every host's outcome and final release
+DeployerError                 base; every error carries an optional `hint` (what to run next)
+├── ConfigError               inventory / playbook / template problem: file, line, key path
+├── ReleaseError              the release source is unusable (offending path named)
+├── TransportError            cannot reach or trust a host
+│   └── HostKeyError          unknown or changed host key (fingerprint shown)
+├── RemoteCommandError        a remote step exited non-zero: host, step, command, output tail
+├── LockHeldError             another deploy holds the lock: holder, age, release
+├── PreflightError            preflight found hosts unfit before anything changed
+└── DeployFailed              the run failed; carries every host's outcome and final release
 """
 
 from __future__ import annotations

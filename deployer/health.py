@@ -81,12 +81,14 @@ def http_probe(
     except Exception as exc:  # noqa: BLE001 - any failure to talk HTTP is an unhealthy probe
         return Probe(False, f"no response: {exc or type(exc).__name__}", time.monotonic() - started)
     latency = time.monotonic() - started
-    return judge_http(raw, expect_status=expect_status, expect_version=expect_version,
-                      latency=latency)
+    return judge_http(
+        raw, expect_status=expect_status, expect_version=expect_version, latency=latency
+    )
 
 
-def judge_http(raw: bytes, *, expect_status: int, expect_version: str | None,
-               latency: float = 0.0) -> Probe:
+def judge_http(
+    raw: bytes, *, expect_status: int, expect_version: str | None, latency: float = 0.0
+) -> Probe:
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
     text = body.decode("utf-8", errors="replace").strip()
@@ -103,8 +105,9 @@ def judge_http(raw: bytes, *, expect_status: int, expect_version: str | None,
         except (ValueError, AttributeError):
             return Probe(False, f"body is not JSON with a version: {shown}", latency, status)
         if version != expect_version:
-            return Probe(False, f"version is {version!r}, expected {expect_version!r}", latency,
-                         status)
+            return Probe(
+                False, f"version is {version!r}, expected {expect_version!r}", latency, status
+            )
     return Probe(True, shown, latency, status)
 
 

@@ -14,8 +14,14 @@ from deployer.remote import scripts
 from deployer.runner import Runner, failures
 
 
-def run_hooks(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan],
-              *, best_effort: bool = False) -> None:
+def run_hooks(
+    runner: Runner,
+    plan: DeployPlan,
+    point: str,
+    hosts: Sequence[HostPlan],
+    *,
+    best_effort: bool = False,
+) -> None:
     if not hosts or not any(hp.hooks.get(point) for hp in hosts):
         return
     try:
@@ -30,13 +36,28 @@ def _run(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan]
     # Local hooks are rendered like remote ones; the first host's rendering is used.
     for where, command in hosts[0].hooks.get(point, ()):
         if where == "local":
-            env = {**os.environ, **hosts[0].env,
-                   "DEPLOY_HOSTS": " ".join(hp.name for hp in hosts), "DEPLOY_HOOK": point}
-            done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
-                                  check=False)
+            env = {
+                **os.environ,
+                **hosts[0].env,
+                "DEPLOY_HOSTS": " ".join(hp.name for hp in hosts),
+                "DEPLOY_HOOK": point,
+            }
+            # A hook is shell by definition.
+            done = subprocess.run(
+                ["bash", "-c", command],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
-                raise RemoteCommandError("local", f"hook {point}", done.returncode,
-                                         done.stdout + done.stderr, command=command)
+                raise RemoteCommandError(
+                    "local",
+                    f"hook {point}",
+                    done.returncode,
+                    done.stdout + done.stderr,
+                    command=command,
+                )
 
     def remote(hp: HostPlan) -> None:
         for where, command in hp.hooks.get(point, ()):
@@ -47,4 +68,3 @@ def _run(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan]
     if problems:
         first = next(iter(problems.values()))
         raise first
-

@@ -36,7 +36,8 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
 
     def one(hp: HostPlan) -> HostStatus:
         facts: HostFacts = parse_facts(
-            runner.step(hp.host, scripts.prepare(hp.layout, lock_info=None)).output)
+            runner.step(hp.host, scripts.prepare(hp.layout, lock_info=None)).output
+        )
         healthy: bool | None = None
         detail = ""
         if health is not None and facts.current:
@@ -58,8 +59,9 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
     for hp in hosts:
         result = results[hp.name]
         if isinstance(result, DeployerError):
-            statuses.append(HostStatus(hp.name, None, None, None, "", None, (), (),
-                                       error=str(result)))
+            statuses.append(
+                HostStatus(hp.name, None, None, None, "", None, (), (), error=str(result))
+            )
         else:
             statuses.append(result)
     return mark_drift(statuses)

@@ -36,8 +36,10 @@ def acquire_locks(
                 holder = held.lock_holder.describe() if held.lock_holder else "held"
                 raise LockHeldError(
                     f"{hp.name}: deploy lock at {hp.layout.lock} is {holder}",
-                    hint=("wait for that run to finish; if it is dead, run"
-                          f" `invoke unlock --env {env}`"),
+                    hint=(
+                        "wait for that run to finish; if it is dead, run"
+                        f" `invoke unlock --env {env}`"
+                    ),
                 ) from None
             raise
         return parse_facts(result.output)
@@ -62,7 +64,9 @@ def _lock_failure(problems: dict[str, DeployerError], env: str) -> DeployerError
         if len(held) == 1:
             return held[0]
         return LockHeldError(
-            "deploy lock held on " + ", ".join(sorted(problems)) + ":\n"
+            "deploy lock held on "
+            + ", ".join(sorted(problems))
+            + ":\n"
             + "\n".join("  " + p.message for p in held),
             hint=held[0].hint,
         )

@@ -109,8 +109,15 @@ def build_plan(
     """Render the playbook for every selected host and cut the rollout into batches.
     Undefined variables fail here, with file, line and key, before anything connects."""
     host_plans = tuple(
-        _plan_host(playbook, host, env=env, release_id=release_id,
-                   templates_dir=templates_dir, extra=extra_vars or {}, inventory=inventory)
+        _plan_host(
+            playbook,
+            host,
+            env=env,
+            release_id=release_id,
+            templates_dir=templates_dir,
+            extra=extra_vars or {},
+            inventory=inventory,
+        )
         for host in hosts
     )
     batches = compute_batches([h.name for h in hosts], playbook.strategy.serial)
@@ -148,8 +155,13 @@ def _plan_host(
         )
     layout = Layout(deploy_to.rstrip("/") or "/")
     release_path = layout.release(release_id)
-    variables = {**variables, "deploy_to": layout.root, "release_path": release_path,
-                 "shared_path": layout.shared, "current_path": layout.current}
+    variables = {
+        **variables,
+        "deploy_to": layout.root,
+        "release_path": release_path,
+        "shared_path": layout.shared,
+        "current_path": layout.current,
+    }
     env_vars = {
         "RELEASE_ID": release_id,
         "DEPLOY_ENV": env,
@@ -175,8 +187,9 @@ def _plan_host(
     )
 
 
-def _render_host_files(playbook: Playbook, templates_dir: Path,
-                       variables: Mapping[str, object]) -> bytes:
+def _render_host_files(
+    playbook: Playbook, templates_dir: Path, variables: Mapping[str, object]
+) -> bytes:
     if not playbook.templates:
         return b""
     buf = io.BytesIO()

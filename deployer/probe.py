@@ -22,7 +22,8 @@ class HealthCheckFailed(DeployerError):
         self.outcome = outcome
         super().__init__(
             f"{host}: step 'health' failed after {outcome.attempts} probe(s); last: "
-            f"{outcome.last.detail}")
+            f"{outcome.last.detail}"
+        )
 
 
 def probe_once(runner: Runner, health: Health, hp: HostPlan, expect_version: str | None) -> Probe:
@@ -35,18 +36,22 @@ def probe_once(runner: Runner, health: Health, hp: HostPlan, expect_version: str
         def connect() -> Channel | socket.socket:
             if http.via == "local":
                 return socket.create_connection((target.address, target.port), health.timeout)
-            return runner.transport.open_tcp(hp.host, target.address, target.port,
-                                             timeout=health.timeout)
+            return runner.transport.open_tcp(
+                hp.host, target.address, target.port, timeout=health.timeout
+            )
 
-        result = http_probe(connect, target, expect_status=http.expect_status,
-                            expect_version=expect_version)
+        result = http_probe(
+            connect, target, expect_status=http.expect_status, expect_version=expect_version
+        )
         if not result.ok:
             return result
     if hp.health_command:
         try:
             run = runner.transport.run(
-                hp.host, scripts.check_command(hp.layout, hp.health_command, hp.env),
-                timeout=health.timeout)
+                hp.host,
+                scripts.check_command(hp.layout, hp.health_command, hp.env),
+                timeout=health.timeout,
+            )
         except DeployerError as exc:
             return Probe(False, str(exc))
         detail = output_tail(run.output, 5) or f"exit {run.exit_code}"
@@ -63,8 +68,11 @@ def check_host(runner: Runner, health: Health, hp: HostPlan, expect_version: str
         interval=health.interval,
         deadline=health.deadline,
     )
-    runner.bus.emit(HealthChecked(host=hp.name, ok=outcome.ok, attempts=outcome.attempts,
-                                  detail=outcome.last.detail))
+    runner.bus.emit(
+        HealthChecked(
+            host=hp.name, ok=outcome.ok, attempts=outcome.attempts, detail=outcome.last.detail
+        )
+    )
     if not outcome.ok:
         raise HealthCheckFailed(hp.name, outcome)
     return outcome

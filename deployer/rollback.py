@@ -28,25 +28,27 @@ def choose_targets(facts: dict[str, HostFacts], to: str | None) -> dict[str, str
     for name, f in facts.items():
         target = to or rollback_target(f.history, f.current)
         if target is None:
-            problems.append(f"{name}: no earlier successful release in its history"
-                            f" (current: {f.current or 'none'})")
+            problems.append(
+                f"{name}: no earlier successful release in its history"
+                f" (current: {f.current or 'none'})"
+            )
         elif target not in f.releases:
-            problems.append(f"{name}: release {target} is not on the host (pruned or never"
-                            " staged)")
+            problems.append(f"{name}: release {target} is not on the host (pruned or never staged)")
         else:
             targets[name] = target
     if problems:
         raise PreflightError(
-            "rollback target missing; no host was switched:\n" + "\n".join(
-                "  " + p for p in problems),
+            "rollback target missing; no host was switched:\n"
+            + "\n".join("  " + p for p in problems),
             hint="pick a release every host has: `invoke releases --env ENV`, then"
-                 " `invoke rollback --env ENV --to RELEASE`",
+            " `invoke rollback --env ENV --to RELEASE`",
         )
     return targets
 
 
-def rollback(plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str,
-             to: str | None = None) -> dict[str, str | None]:
+def rollback(
+    plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str, to: str | None = None
+) -> dict[str, str | None]:
     started = time.monotonic()
     probe_plan = plan_for(to or "0" * 16 + "Z-0000000")
     hosts = list(probe_plan.hosts)
@@ -57,16 +59,25 @@ def rollback(plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str,
         distinct = Counter(targets.values())
         if len(distinct) > 1:
             raise PreflightError(
-                "hosts disagree on the rollback target: " + ", ".join(
-                    f"{n}→{t}" for n, t in sorted(targets.items())),
-                hint="choose one with `invoke rollback --env ENV --to RELEASE`")
+                "hosts disagree on the rollback target: "
+                + ", ".join(f"{n}→{t}" for n, t in sorted(targets.items())),
+                hint="choose one with `invoke rollback --env ENV --to RELEASE`",
+            )
         target = next(iter(distinct))
         plan = plan_for(target)
     except DeployerError:
         release_locks(runner, hosts, run_id)
         raise
-    bus.emit(RunStarted(run_id=run_id, action="rollback", env=plan.env, release=target,
-                        hosts=[h.name for h in plan.hosts], batches=plan.batches))
+    bus.emit(
+        RunStarted(
+            run_id=run_id,
+            action="rollback",
+            env=plan.env,
+            release=target,
+            hosts=[h.name for h in plan.hosts],
+            batches=plan.batches,
+        )
+    )
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
@@ -76,40 +87,71 @@ def rollback(plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str,
             bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
 
             def one(hp: HostPlan) -> None:
-                runner.step(hp.host, scripts.switch(hp.layout, target, run_id,
-                                                    restart=hp.restart, env=hp.env))
+                runner.step(
+                    hp.host,
+                    scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
+                )
                 on[hp.name] = target
                 check_host(runner, plan.playbook.health, hp, expect)
 
             failed = failures(runner.each(batch, one))
-            bus.emit(BatchFinished(index=index, total=len(plan.batches),
-                                   healthy=[n for n in names if n not in failed],
-                                   failed=sorted(failed), within_budget=not failed))
+            bus.emit(
+                BatchFinished(
+                    index=index,
+                    total=len(plan.batches),
+                    healthy=[n for n in names if n not in failed],
+                    failed=sorted(failed),
+                    within_budget=not failed,
+                )
+            )
             if failed:
                 break
     finally:
         _finish(plan, runner, facts, on, target, run_id, failed)
     ok = not failed
-    bus.emit(RunFinished(run_id=run_id, action="rollback", ok=ok,
-                         duration=time.monotonic() - started, releases=dict(on)))
+    bus.emit(
+        RunFinished(
+            run_id=run_id,
+            action="rollback",
+            ok=ok,
+            duration=time.monotonic() - started,
+            releases=dict(on),
+        )
+    )
     if not ok:
-        raise DeployFailed(f"rollback to {target} failed on {len(failed)} host(s)",
-                           failures=list(failed.values()), releases=on,
-                           hint=f"inspect with `invoke status --env {plan.env}`")
+        raise DeployFailed(
+            f"rollback to {target} failed on {len(failed)} host(s)",
+            failures=list(failed.values()),
+            releases=on,
+            hint=f"inspect with `invoke status --env {plan.env}`",
+        )
     return on
 
 
-def _finish(plan: DeployPlan, runner: Runner, facts: dict[str, HostFacts],
-            on: dict[str, str | None], target: str, run_id: str,
-            failed: dict[str, DeployerError]) -> None:
+def _finish(
+    plan: DeployPlan,
+    runner: Runner,
+    facts: dict[str, HostFacts],
+    on: dict[str, str | None],
+    target: str,
+    run_id: str,
+    failed: dict[str, DeployerError],
+) -> None:
     def one(hp: HostPlan) -> None:
         moved = on[hp.name] == target and facts[hp.name].current != target
         records = []
         if moved or hp.name in failed:
-            records.append(Record(
-                time=utc_now(), user=operator(), release=target, action="rollback",
-                result="failed" if hp.name in failed else "success", run_id=run_id,
-                previous=facts[hp.name].current).to_json())
+            records.append(
+                Record(
+                    time=utc_now(),
+                    user=operator(),
+                    release=target,
+                    action="rollback",
+                    result="failed" if hp.name in failed else "success",
+                    run_id=run_id,
+                    previous=facts[hp.name].current,
+                ).to_json()
+            )
         runner.step(hp.host, scripts.finish(hp.layout, run_id, history=records, prune=[]))
 
     runner.each(plan.hosts, one)

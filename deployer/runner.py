@@ -96,8 +96,9 @@ class Runner:
         self.command_timeout = command_timeout
         self._pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="host")
 
-    def step(self, host: Host, script: Script, *, timeout: float | None = None,
-             progress: bool = False) -> Result:
+    def step(
+        self, host: Host, script: Script, *, timeout: float | None = None, progress: bool = False
+    ) -> Result:
         """Run one script; a non-zero exit raises RemoteCommandError naming the sub-step."""
         self.bus.emit(StepStarted(host=host.name, step=script.step, command=script.render()))
         started = time.monotonic()
@@ -116,19 +117,38 @@ class Runner:
                 host, script, timeout=timeout or self.command_timeout, on_progress=on_progress
             )
         except DeployerError as exc:
-            self.bus.emit(StepFinished(host=host.name, step=script.step, ok=False,
-                                       duration=time.monotonic() - started, error=str(exc)))
+            self.bus.emit(
+                StepFinished(
+                    host=host.name,
+                    step=script.step,
+                    ok=False,
+                    duration=time.monotonic() - started,
+                    error=str(exc),
+                )
+            )
             raise
         tail = output_tail(result.output)
         if not result.ok:
             sub = last_substep(result.output, script.step)
-            error = RemoteCommandError(host.name, sub, result.exit_code, tail,
-                                       full_output=result.output)
-            self.bus.emit(StepFinished(host=host.name, step=script.step, ok=False,
-                                       duration=result.duration, output=tail, error=str(error)))
+            error = RemoteCommandError(
+                host.name, sub, result.exit_code, tail, full_output=result.output
+            )
+            self.bus.emit(
+                StepFinished(
+                    host=host.name,
+                    step=script.step,
+                    ok=False,
+                    duration=result.duration,
+                    output=tail,
+                    error=str(error),
+                )
+            )
             raise error
-        self.bus.emit(StepFinished(host=host.name, step=script.step, ok=True,
-                                   duration=result.duration, output=tail))
+        self.bus.emit(
+            StepFinished(
+                host=host.name, step=script.step, ok=True, duration=result.duration, output=tail
+            )
+        )
         return result
 
     def each(self, items: Sequence[N], fn: Callable[[N], R]) -> dict[str, R | DeployerError]:

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Collection, Context, task
+from invoke.collection import Collection
+from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from deployer import api
 from deployer.errors import DeployerError
@@ -52,8 +54,11 @@ def _handles_errors(fn: F) -> F:
             print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
-            print("interrupted: lock released and staged releases cleaned up where reachable;"
-                  " see the summary above", file=sys.stderr)
+            print(
+                "interrupted: lock released and staged releases cleaned up where reachable;"
+                " see the summary above",
+                file=sys.stderr,
+            )
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -80,27 +85,61 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
     return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
 
 
-@task(help=_help("env", "limit", "format", "verbose", "accept_new_host_keys", "playbook",
-                 ref="git ref to deploy (when the playbook's source is git)",
-                 dry_run="print the plan and the exact remote scripts; connect to nothing"))
+@task(
+    help=_help(
+        "env",
+        "limit",
+        "format",
+        "verbose",
+        "accept_new_host_keys",
+        "playbook",
+        ref="git ref to deploy (when the playbook's source is git)",
+        dry_run="print the plan and the exact remote scripts; connect to nothing",
+    )
+)
 @_handles_errors
-def deploy(c: Context, env: str | None = None, ref: str | None = None, limit: str | None = None,
-           dry_run: bool = False, format: str = "text", verbose: bool = False,
-           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+def deploy(
+    c: Context,
+    env: str | None = None,
+    ref: str | None = None,
+    limit: str | None = None,
+    dry_run: bool = False,
+    format: str = "text",
+    verbose: bool = False,
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
     """Build one release and roll it out in health-checked batches."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
-    result = api.deploy(loaded, _options(format, verbose, accept_new_host_keys), ref=ref,
-                        dry_run=dry_run)
+    result = api.deploy(
+        loaded, _options(format, verbose, accept_new_host_keys), ref=ref, dry_run=dry_run
+    )
     if isinstance(result, str):
         print(result, end="")
 
 
-@task(help=_help("env", "limit", "format", "verbose", "accept_new_host_keys", "playbook",
-                 to="release id to return to (default: the previous successful one)"))
+@task(
+    help=_help(
+        "env",
+        "limit",
+        "format",
+        "verbose",
+        "accept_new_host_keys",
+        "playbook",
+        to="release id to return to (default: the previous successful one)",
+    )
+)
 @_handles_errors
-def rollback(c: Context, env: str | None = None, to: str | None = None, limit: str | None = None,
-             format: str = "text", verbose: bool = False, accept_new_host_keys: bool = False,
-             playbook: str = "deploy") -> None:
+def rollback(
+    c: Context,
+    env: str | None = None,
+    to: str | None = None,
+    limit: str | None = None,
+    format: str = "text",
+    verbose: bool = False,
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
     """Return the fleet to the previous successfully deployed release."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
     api.rollback(loaded, _options(format, verbose, accept_new_host_keys), to=to)
@@ -108,8 +147,14 @@ def rollback(c: Context, env: str | None = None, to: str | None = None, limit: s
 
 @task(help=_help("env", "limit", "format", "accept_new_host_keys", "playbook"))
 @_handles_errors
-def status(c: Context, env: str | None = None, limit: str | None = None, format: str = "text",
-           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+def status(
+    c: Context,
+    env: str | None = None,
+    limit: str | None = None,
+    format: str = "text",
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
     """Each host's current and previous release, health, lock holder; drift flagged."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
     rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
@@ -127,20 +172,26 @@ def status(c: Context, env: str | None = None, limit: str | None = None, format:
         health = {True: "healthy", False: "UNHEALTHY", None: "-"}[r.healthy]
         drift = "  DRIFT" if r.drift else ""
         lock = f"  locked: {r.lock}" if r.lock else ""
-        print(f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
-              f"  {health}{drift}{lock}")
+        print(
+            f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
+            f"  {health}{drift}{lock}"
+        )
     if any(r.drift for r in rows):
         raise Exit(code=6)
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
 @_handles_errors
-def releases(c: Context, env: str | None = None, limit: str | None = None,
-             accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+def releases(
+    c: Context,
+    env: str | None = None,
+    limit: str | None = None,
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
     """The releases on each host, marking current (*) and the rollback target (<)."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
-    rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys),
-                      health=False)
+    rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys), health=False)
     for r in rows:
         print(f"{r.host}:" + (f" UNREACHABLE {r.error.splitlines()[0]}" if r.error else ""))
         for rel in r.releases:
@@ -151,12 +202,18 @@ def releases(c: Context, env: str | None = None, limit: str | None = None,
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
 @_handles_errors
-def unlock(c: Context, env: str | None = None, limit: str | None = None,
-           accept_new_host_keys: bool = False, playbook: str = "deploy") -> None:
+def unlock(
+    c: Context,
+    env: str | None = None,
+    limit: str | None = None,
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
     """Clear a stale deploy lock (after a killed deploy). Prints who held it."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
-    for host, held in api.unlock(loaded, api.Options(
-            accept_new_host_keys=accept_new_host_keys)).items():
+    for host, held in api.unlock(
+        loaded, api.Options(accept_new_host_keys=accept_new_host_keys)
+    ).items():
         if isinstance(held, DeployerError):
             print(f"{host}: could not unlock: {held}")
         else:
@@ -171,8 +228,12 @@ def sandbox_up(c: Context, env: str = "local") -> None:
 
     inventory = api.load_inventory_only(_project(), env)
     state = _project().root / ".sandbox" / env
-    fleet = start_fleet(f"sandbox-{env}", [(h.name, h.address) for h in inventory.hosts], state,
-                        port=inventory.hosts[0].port)
+    fleet = start_fleet(
+        f"sandbox-{env}",
+        [(h.name, h.address) for h in inventory.hosts],
+        state,
+        port=inventory.hosts[0].port,
+    )
     for host in fleet.hosts:
         print(f"{host.name}: deploy@{host.address}:{host.port} up")
     print(f"key {fleet.key_path}, known_hosts {fleet.known_hosts_path}")

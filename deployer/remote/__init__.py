@@ -1,1 +1,2 @@
-"""Remote side: shell scripts built as data (`shell`, `scripts`), and the transports that run them."""
+"""Remote side: shell scripts built as data (`shell`, `scripts`), and the transports that
+run them (`ssh`, `recording`)."""

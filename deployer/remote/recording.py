@@ -29,8 +29,9 @@ class RecordingTransport:
     tcp: list[tuple[str, str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, host: Host, script: Script, *, timeout: float,
-            on_progress: Progress | None = None) -> Result:
+    def run(
+        self, host: Host, script: Script, *, timeout: float, on_progress: Progress | None = None
+    ) -> Result:
         with self._lock:
             self.calls.append((host.name, script))
         if on_progress and script.stdin.segments:

@@ -27,6 +27,7 @@ EXIT_CHECKSUM = 65
 EXIT_MISSING_RELEASE = 66
 
 MARK = "@@"
+FREE_KB = "awk 'NR==2 {print $4}'"  # the "Available" column of `df -Pk`
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ def _exports(env: Mapping[str, str]) -> list[str]:
 def _unlock_if_ours(layout: Layout, run_id: str) -> str:
     info = posixpath.join(layout.lock, "info")
     return (
-        f"if [ -f {q(info)} ] && grep -qF {q(run_id)} {q(info)}; "
-        f"then rm -rf {q(layout.lock)}; fi"
+        f"if [ -f {q(info)} ] && grep -qF {q(run_id)} {q(info)}; then rm -rf {q(layout.lock)}; fi"
     )
 
 
@@ -98,12 +98,13 @@ def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) 
     Output sections, parsed by `deployer.facts.parse_facts`.
     """
     info = posixpath.join(layout.lock, "info")
+    lock_time = f"$(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s)"
     # Without a lock to take (status, releases), just report any holder.
     lock_lines: list[str] = [
         f"if [ -d {q(layout.lock)} ]; then",
         f"  echo {q(MARK + 'lock held')}",
-        f"  echo {q(MARK + 'lockinfo')} \"$(cat {q(info)} 2>/dev/null | head -c 2000)\"",
-        f"  echo {q(MARK + 'lockage')} \"$(( $(date +%s) - $(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s) ))\"",
+        f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
+        f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
         "fi",
     ]
     if lock_info is not None:
@@ -113,8 +114,8 @@ def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) 
             f"  echo {q(MARK + 'lock acquired')}",
             "else",
             f"  echo {q(MARK + 'lock held')}",
-            f"  echo {q(MARK + 'lockinfo')} \"$(cat {q(info)} 2>/dev/null | head -c 2000)\"",
-            f"  echo {q(MARK + 'lockage')} \"$(( $(date +%s) - $(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s) ))\"",
+            f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
+            f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
             f"  exit {EXIT_LOCK_HELD}",
             "fi",
         ]
@@ -126,12 +127,12 @@ def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) 
             if lock_info is not None
             else (),
             lock_lines,
-            f"echo {q(MARK + 'current')} \"$(readlink {q(layout.current)} || true)\"",
+            f'echo {q(MARK + "current")} "$(readlink {q(layout.current)} || true)"',
             f"echo {q(MARK + 'releases')}",
             f"ls -1 {q(layout.releases)} 2>/dev/null || true",
             f"echo {q(MARK + 'history')}",
             f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
-            f"echo {q(MARK + 'df')} \"$(df -Pk {q(layout.root)} 2>/dev/null | awk 'NR==2 {{print $4}}')\"",
+            f'echo {q(MARK + "df")} "$(df -Pk {q(layout.root)} 2>/dev/null | {FREE_KB})"',
             f"echo {q(MARK + 'end')}",
         ),
     )
@@ -174,8 +175,18 @@ def stage(
     if host_files:
         body += [
             _step("templates"),
-            cmd("head", "-c", len(host_files), Raw("|"), "tar", "-xf", "-", "-C", tree,
-                "--no-same-owner"),
+            cmd(
+                "head",
+                "-c",
+                len(host_files),
+                Raw("|"),
+                "tar",
+                "-xf",
+                "-",
+                "-C",
+                tree,
+                "--no-same-owner",
+            ),
         ]
     if shared_dirs or shared_files:
         body.append(_step("link_shared"))
@@ -295,7 +306,7 @@ def finish(
     for release_id in (*remove_staged, *prune):
         path = layout.release(release_id)
         body.append(
-            f"if [ \"$(readlink {q(layout.current)} || true)\" != {q(path)} ]; then "
+            f'if [ "$(readlink {q(layout.current)} || true)" != {q(path)} ]; then '
             f"{_remove_release(path)}; fi"
         )
     body += [
@@ -314,6 +325,6 @@ def unlock(layout: Layout, *, run_id: str | None) -> Script:
     else:
         body = [
             f"if [ -d {q(layout.lock)} ]; then echo {q(MARK + 'lockinfo')} "
-            f"\"$(cat {q(info)} 2>/dev/null | head -c 2000)\"; rm -rf {q(layout.lock)}; fi",
+            f'"$(cat {q(info)} 2>/dev/null | head -c 2000)"; rm -rf {q(layout.lock)}; fi',
         ]
     return Script(step="unlock", lines=tuple(body))

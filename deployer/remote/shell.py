@@ -86,10 +86,6 @@ def lines(*groups: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-
-
-
-
 def _segment_size(segment: Path | bytes) -> int:
     if isinstance(segment, bytes):
         return len(segment)

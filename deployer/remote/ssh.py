@@ -5,6 +5,7 @@ forward the agent, or put anything but the script on the command line."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -49,7 +50,9 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         self.accept_new = accept_new
         self.lock = lock
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         if not self.accept_new:
             raise HostKeyError(
                 self.host.name,
@@ -95,8 +98,10 @@ class SSHTransport:
 
     def _open(self, host: Host) -> Connection:
         known_hosts = Path(os.path.expanduser(host.known_hosts_file or DEFAULT_KNOWN_HOSTS))
-        connect_kwargs: dict[str, object] = {"banner_timeout": self.connect_timeout,
-                                             "auth_timeout": self.connect_timeout}
+        connect_kwargs: dict[str, object] = {
+            "banner_timeout": self.connect_timeout,
+            "auth_timeout": self.connect_timeout,
+        }
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)
         conn = Connection(
@@ -127,7 +132,8 @@ class SSHTransport:
         except paramiko.AuthenticationException as exc:
             raise TransportError(
                 host.name,
-                f"authentication failed as {host.user or 'default user'}@{host.address}:{host.port}: {exc}",
+                f"authentication failed as {host.user or 'default user'}@{host.address}:"
+                f"{host.port}: {exc}",
                 hint="check ansible_user and ansible_ssh_private_key_file in the inventory",
             ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -143,8 +149,14 @@ class SSHTransport:
 
     @staticmethod
     @retry(
-        retry=retry_if_exception_type((socket.timeout, ConnectionError, EOFError,
-                                       paramiko.ssh_exception.NoValidConnectionsError)),
+        retry=retry_if_exception_type(
+            (
+                socket.timeout,
+                ConnectionError,
+                EOFError,
+                paramiko.ssh_exception.NoValidConnectionsError,
+            )
+        ),
         stop=stop_after_attempt(3),
         wait=wait_exponential(multiplier=0.2, max=2),
         reraise=True,
@@ -175,7 +187,7 @@ class SSHTransport:
             send_error = self._send_stdin(chan, script, on_progress)
             output = self._read_all(chan, started + timeout)
             code = chan.recv_exit_status()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self._drop(host)
             raise TransportError(
                 host.name,
@@ -194,7 +206,9 @@ class SSHTransport:
         return Result(code, output, time.monotonic() - started)
 
     @staticmethod
-    def _send_stdin(chan: paramiko.Channel, script: Script, on_progress: Progress | None) -> str | None:
+    def _send_stdin(
+        chan: paramiko.Channel, script: Script, on_progress: Progress | None
+    ) -> str | None:
         total = script.stdin.size
         sent = 0
         try:
@@ -215,10 +229,8 @@ class SSHTransport:
             # The remote side ended early (e.g. disk full); its output says why.
             return str(exc)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 chan.shutdown_write()
-            except OSError:
-                pass
         return None
 
     @staticmethod
@@ -243,7 +255,9 @@ class SSHTransport:
                 "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout
             )
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise TransportError(host.name, f"cannot reach {address}:{port} from the host: {exc}") from None
+            raise TransportError(
+                host.name, f"cannot reach {address}:{port} from the host: {exc}"
+            ) from None
         chan.settimeout(timeout)
         return chan  # type: ignore[no-any-return]
 
@@ -251,17 +265,17 @@ class SSHTransport:
         with self._guard:
             conn = self._connections.pop(host.name, None)
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail any way
-                pass
+            _close_quietly(conn)
 
     def close(self) -> None:
         with self._guard:
             conns = list(self._connections.values())
             self._connections.clear()
         for conn in conns:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: Connection) -> None:
+    # Closing a connection that already died can fail in any number of ways; none matter.
+    with contextlib.suppress(Exception):
+        conn.close()

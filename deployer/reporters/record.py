@@ -29,25 +29,44 @@ class RunRecorder:
     def __call__(self, event: Event) -> None:
         rec = self.record
         if isinstance(event, RunStarted):
-            rec.update(run_id=event.run_id, action=event.action, env=event.env,
-                       release=event.release, started=event.at, batches_planned=event.batches)
+            rec.update(
+                run_id=event.run_id,
+                action=event.action,
+                env=event.env,
+                release=event.release,
+                started=event.at,
+                batches_planned=event.batches,
+            )
             for host in event.hosts:
                 rec["hosts"].setdefault(host, {"steps": []})
         elif isinstance(event, StepFinished):
             rec["hosts"].setdefault(event.host, {"steps": []})["steps"].append(
-                {"step": event.step, "ok": event.ok, "duration": round(event.duration, 3),
-                 "output": event.output, "error": event.error, "at": event.at})
+                {
+                    "step": event.step,
+                    "ok": event.ok,
+                    "duration": round(event.duration, 3),
+                    "output": event.output,
+                    "error": event.error,
+                    "at": event.at,
+                }
+            )
         elif isinstance(event, HealthChecked):
             rec["hosts"].setdefault(event.host, {"steps": []}).setdefault("health", []).append(
-                {"ok": event.ok, "attempts": event.attempts, "detail": event.detail})
+                {"ok": event.ok, "attempts": event.attempts, "detail": event.detail}
+            )
         elif isinstance(event, BatchFinished):
             rec["batches"].append(event_dict(event))
         elif isinstance(event, Notice):
             rec["notices"].append({"level": event.level, "text": event.text})
         elif isinstance(event, RunFinished):
-            rec.update(ok=event.ok, duration=round(event.duration, 3),
-                       releases=dict(event.releases), message=event.message,
-                       finished=event.at, **dict(event.extra))
+            rec.update(
+                ok=event.ok,
+                duration=round(event.duration, 3),
+                releases=dict(event.releases),
+                message=event.message,
+                finished=event.at,
+                **dict(event.extra),
+            )
             self.write()
 
     def write(self) -> Path:

@@ -43,8 +43,10 @@ class TerminalReporter:
         if isinstance(event, RunStarted):
             self._width = max([8, *(len(h) for h in event.hosts)])
             batches = f", {len(event.batches)} batch(es)" if event.batches else ""
-            self._out(f"{event.action} {event.release or ''} → {event.env}: "
-                      f"{len(event.hosts)} host(s){batches} (run {event.run_id})")
+            self._out(
+                f"{event.action} {event.release or ''} → {event.env}: "
+                f"{len(event.hosts)} host(s){batches} (run {event.run_id})"
+            )
         elif isinstance(event, StepStarted):
             if self.verbose and event.command:
                 body = "\n".join("      " + line for line in event.command.splitlines())
@@ -59,19 +61,25 @@ class TerminalReporter:
             if event.sent == event.total:
                 self._out(f"  {event.host:<{self._width}} upload    {_size(event.total)} sent")
             elif self.verbose:
-                self._out(f"  {event.host:<{self._width}} upload    "
-                          f"{_size(event.sent)} / {_size(event.total)}")
+                self._out(
+                    f"  {event.host:<{self._width}} upload    "
+                    f"{_size(event.sent)} / {_size(event.total)}"
+                )
         elif isinstance(event, BatchStarted):
             self._out(f"batch {event.index}/{event.total}: {' '.join(event.hosts)}")
         elif isinstance(event, HealthChecked):
             mark = "healthy" if event.ok else "UNHEALTHY"
-            self._out(f"  {event.host:<{self._width}} health    {mark} after {event.attempts}"
-                      f" probe(s): {event.detail[:160]}")
+            self._out(
+                f"  {event.host:<{self._width}} health    {mark} after {event.attempts}"
+                f" probe(s): {event.detail[:160]}"
+            )
         elif isinstance(event, BatchFinished):
             if event.failed:
                 verdict = "within the failure budget" if event.within_budget else "over budget"
-                self._out(f"batch {event.index}/{event.total}: {len(event.failed)} failed"
-                          f" ({', '.join(event.failed)}), {verdict}")
+                self._out(
+                    f"batch {event.index}/{event.total}: {len(event.failed)} failed"
+                    f" ({', '.join(event.failed)}), {verdict}"
+                )
             else:
                 self._out(f"batch {event.index}/{event.total}: healthy")
         elif isinstance(event, Notice):

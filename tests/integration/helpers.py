@@ -57,8 +57,14 @@ class Project:
     def invoke(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run the real CLI, as a user would, from the project directory."""
         invoke = Path(sys.executable).with_name("invoke")
-        return subprocess.run([str(invoke), *args], cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+        return subprocess.run(
+            [str(invoke), *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
 
     # ------------------------------------------------------------------ looking at hosts
 
@@ -78,7 +84,10 @@ class Project:
     def leftovers(self, host: str) -> list[str]:
         """Anything in staging, and temporary symlinks next to current."""
         code, out = self.fleet.exec(
-            host, f"ls -A {APP_ROOT}/.deploy/staging 2>/dev/null; ls -A {APP_ROOT} | grep '^\\.current' || true")
+            host,
+            f"ls -A {APP_ROOT}/.deploy/staging 2>/dev/null;"
+            f" ls -A {APP_ROOT} | grep '^\\.current' || true",
+        )
         return out.split()
 
     def locked(self, host: str) -> bool:
@@ -100,7 +109,8 @@ class Project:
     def complete(self, host: str, release: str) -> bool:
         """The release verifies against its own MANIFEST on the host."""
         code, out = self.fleet.exec(
-            host, f"cd {APP_ROOT}/releases/{release} && sha256sum -c --quiet MANIFEST")
+            host, f"cd {APP_ROOT}/releases/{release} && sha256sum -c --quiet MANIFEST"
+        )
         return code == 0
 
 
@@ -110,8 +120,9 @@ def make_project(root: Path, fleet: Fleet, hosts: list[str] = HOSTS) -> Project:
     groups = {"web": hosts, "migrate": [hosts[0]]}
     (root / "inventories" / "test.yml").write_text(fleet.inventory_yaml(groups))
     shutil.copy(REPO / "templates" / "app.ini.j2", root / "templates" / "app.ini.j2")
-    shutil.copytree(REPO / "examples" / "app", root / "app",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples" / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "tasks.py").write_text("from deployer.tasks import ns  # noqa: F401\n")
     project = Project(root, fleet)
     project.playbook()
@@ -130,10 +141,7 @@ def add_migration(project: Project, number: int, sql: str) -> None:
 
 def break_on(project: Project, hosts: list[str] | str) -> None:
     """Make the next release unhealthy on these hosts (or '*' for all)."""
-    if hosts == "*":
-        lines = ["*"]
-    else:
-        lines = [project.fleet.host(h).address for h in hosts]
+    lines = ["*"] if hosts == "*" else [project.fleet.host(h).address for h in hosts]
     (project.app / "BROKEN_ON").write_text("\n".join(lines) + "\n")
 
 

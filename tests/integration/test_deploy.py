@@ -146,9 +146,12 @@ def test_second_concurrent_deploy_is_refused_by_the_lock(project: Project) -> No
 
 
 def test_held_lock_names_its_holder_and_unlock_clears_it(project: Project) -> None:
-    project.sh("web3", f"mkdir -p {APP_ROOT}/.deploy/lock && echo "
-               "'{\"user\": \"mallory\", \"from\": \"ci-42\", \"release\": \"R\", \"run_id\": \"dead\"}'"
-               f" > {APP_ROOT}/.deploy/lock/info")
+    project.sh(
+        "web3",
+        f"mkdir -p {APP_ROOT}/.deploy/lock && echo "
+        '\'{"user": "mallory", "from": "ci-42", "release": "R", "run_id": "dead"}\''
+        f" > {APP_ROOT}/.deploy/lock/info",
+    )
     refused = project.invoke("deploy", "--env", "test")
     assert refused.returncode == 4
     assert "web3" in refused.stderr and "mallory@ci-42" in refused.stderr

@@ -8,7 +8,7 @@ import pytest
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.deploy import deploy
 from deployer.errors import DeployFailed, LockHeldError
-from deployer.events import EventBus, Notice, StepFinished
+from deployer.events import EventBus
 from deployer.plan import build_plan
 from deployer.release import build_release
 from deployer.remote.recording import RecordingTransport, default_responder
@@ -52,13 +52,20 @@ def setup(tmp_path: Path):
     release = build_release(source_dir=src, work_dir=tmp_path / "build")
     inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
     playbook = parse_playbook(PLAYBOOK, "deploy.yml")
-    plan = build_plan(playbook, inventory.hosts, env="test", release_id=release.id, run_id="run1",
-                      templates_dir=tmp_path, inventory=inventory)
+    plan = build_plan(
+        playbook,
+        inventory.hosts,
+        env="test",
+        release_id=release.id,
+        run_id="run1",
+        templates_dir=tmp_path,
+        inventory=inventory,
+    )
     return plan, release
 
 
 def healthy_for(version: str):
-    body = '{"status": "healthy", "version": "%s"}' % version
+    body = f'{{"status": "healthy", "version": "{version}"}}'
     return lambda host, address, port: f"HTTP/1.0 200 OK\r\n\r\n{body}".encode()
 
 
@@ -95,7 +102,9 @@ def test_lock_held_anywhere_changes_nothing_and_releases_ours(setup):
 
     def responder(host, script):
         if script.step == "prepare" and host.name == "h3":
-            return Result(75, '@@lock held\n@@lockinfo {"user": "bob", "run_id": "x"}\n@@lockage 7\n')
+            return Result(
+                75, '@@lock held\n@@lockinfo {"user": "bob", "run_id": "x"}\n@@lockage 7\n'
+            )
         return default_responder(host, script)
 
     transport = RecordingTransport(responder=responder)
@@ -132,8 +141,11 @@ def test_unhealthy_second_batch_reverts_both_batches_and_warns_about_db(setup):
 
     def responder(host, script):
         if script.step == "prepare":
-            return Result(0, f"@@lock acquired\n@@current /srv/app/releases/{previous}\n"
-                             f"@@releases\n{previous}\n@@history\n@@df 99999\n")
+            return Result(
+                0,
+                f"@@lock acquired\n@@current /srv/app/releases/{previous}\n"
+                f"@@releases\n{previous}\n@@history\n@@df 99999\n",
+            )
         return default_responder(host, script)
 
     def http(host, address, port):

@@ -4,17 +4,19 @@ from deployer.history import Record
 
 def test_parse_prepare_output():
     record = Record(time="t", user="u", release="R1", action="deploy", result="success", run_id="x")
-    out = "\n".join([
-        "@@lock acquired",
-        "@@current /srv/app/releases/R2",
-        "@@releases",
-        "R2",
-        "R1",
-        "@@history",
-        record.to_json(),
-        "@@df 123456",
-        "@@end",
-    ])
+    out = "\n".join(
+        [
+            "@@lock acquired",
+            "@@current /srv/app/releases/R2",
+            "@@releases",
+            "R2",
+            "R1",
+            "@@history",
+            record.to_json(),
+            "@@df 123456",
+            "@@end",
+        ]
+    )
     facts = parse_facts(out)
     assert facts.lock_acquired and facts.lock_holder is None
     assert facts.current == "R2"
@@ -24,7 +26,11 @@ def test_parse_prepare_output():
 
 
 def test_parse_lock_holder():
-    out = '@@lock held\n@@lockinfo {"user": "ann", "from": "laptop", "release": "R9", "run_id": "abc", "started": "2026-11-27T10:00:00Z"}\n@@lockage 42\n'
+    info = (
+        '{"user": "ann", "from": "laptop", "release": "R9", "run_id": "abc",'
+        ' "started": "2026-11-27T10:00:00Z"}'
+    )
+    out = f"@@lock held\n@@lockinfo {info}\n@@lockage 42\n"
     facts = parse_facts(out)
     assert not facts.lock_acquired
     assert facts.lock_holder is not None

@@ -1,6 +1,12 @@
 """Release order comes from the history's record order only (fault 20)."""
 
-from deployer.history import Record, parse_records, release_stack, releases_to_prune, rollback_target
+from deployer.history import (
+    Record,
+    parse_records,
+    release_stack,
+    releases_to_prune,
+    rollback_target,
+)
 
 
 def rec(release, action="deploy", result="success", time="2026-01-01T00:00:00Z"):

@@ -53,13 +53,31 @@ def test_prepare_without_lock_is_read_only():
 def test_stage_verifies_before_unpacking_and_renames_last(tmp_path):
     archive = tmp_path / "r.tgz"
     archive.write_bytes(b"x" * 10)
-    script = scripts.stage(L, RID, "r1", archive=archive, archive_size=10, archive_sha256="ab" * 32,
-                           host_files=b"tar!", shared_dirs=["log"], shared_files=[".env"])
+    script = scripts.stage(
+        L,
+        RID,
+        "r1",
+        archive=archive,
+        archive_size=10,
+        archive_sha256="ab" * 32,
+        host_files=b"tar!",
+        shared_dirs=["log"],
+        shared_files=[".env"],
+    )
     text = script.render()
-    order = [text.index(s) for s in (
-        "head -c 10 >", "sha256sum -c --quiet -", "tar -xzf", "sha256sum -c --quiet MANIFEST",
-        "head -c 4 | tar -xf -", "ln -s /srv/app/shared/log", "chmod -R a-w",
-        f"mv -T /srv/app/.deploy/staging/{RID}.r1/tree /srv/app/releases/{RID}")]
+    order = [
+        text.index(s)
+        for s in (
+            "head -c 10 >",
+            "sha256sum -c --quiet -",
+            "tar -xzf",
+            "sha256sum -c --quiet MANIFEST",
+            "head -c 4 | tar -xf -",
+            "ln -s /srv/app/shared/log",
+            "chmod -R a-w",
+            f"mv -T /srv/app/.deploy/staging/{RID}.r1/tree /srv/app/releases/{RID}",
+        )
+    ]
     assert order == sorted(order)
     assert "(umask 077 && : > /srv/app/shared/.env)" in text
     assert script.stdin.segments == (archive, b"tar!")
