@@ -48,8 +48,9 @@ def test_changed_host_key_is_refused(project: Project) -> None:
     lines = project.fleet.known_hosts_path.read_text().splitlines()
     keys = [line.split(" ", 1)[1] for line in lines]
     # Every host presents a different key than the one on record (rotated by one).
-    forged = [line.split(" ", 1)[0] + " " + keys[(i + 1) % len(keys)] for i, line in
-              enumerate(lines)]
+    forged = [
+        line.split(" ", 1)[0] + " " + keys[(i + 1) % len(keys)] for i, line in enumerate(lines)
+    ]
     use_known_hosts(project, "\n".join(forged) + "\n")
     out = project.invoke("deploy", "--env", "test")
     assert out.returncode == 5
