@@ -34,12 +34,17 @@ class Project:
         return self.root / "app"
 
     def playbook(self, **changes: object) -> None:
-        """Rewrite playbooks/deploy.yml from the repo's sample with top-level changes."""
-        book = yaml.safe_load((REPO / "playbooks" / "deploy.yml").read_text())
-        book["source"] = {"path": "app"}
-        book["health"]["deadline"] = 8
+        """Change top-level keys of this project's playbooks/deploy.yml (a copy of the repo's
+        sample); mappings are merged one level deep, except `source`, which is replaced."""
+        mine = self.root / "playbooks" / "deploy.yml"
+        if mine.exists():
+            book = yaml.safe_load(mine.read_text())
+        else:
+            book = yaml.safe_load((REPO / "playbooks" / "deploy.yml").read_text())
+            book["source"] = {"path": "app"}
+            book["health"]["deadline"] = 8
         for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(book.get(key), dict):
+            if key != "source" and isinstance(value, dict) and isinstance(book.get(key), dict):
                 book[key] = {**book[key], **value}
             else:
                 book[key] = value
