@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
@@ -56,7 +57,7 @@ def deploy(
     try:
         _warn_low_disk(plan, release, state, bus)
         run_hooks(runner, plan, "before_stage", hosts)
-        _stage(plan, release, runner, state)
+        _stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
         _migrate(plan, runner, state, bus)
         _rollout(plan, runner, state, bus)
@@ -147,22 +148,30 @@ def _warn_low_disk(plan: DeployPlan, release: Release, state: DeployState, bus: 
             )
 
 
-def _stage(plan: DeployPlan, release: Release, runner: Runner, state: DeployState) -> None:
+def _stage(
+    plan: DeployPlan, release: Release, runner: Runner, state: DeployState, bus: EventBus
+) -> None:
     shared = plan.playbook.shared
+    delta = _delta_for(plan, release, state, bus)
 
     def stage_one(hp: HostPlan) -> None:
+        facts = state.facts[hp.name]
+        use = delta if delta and facts.manifest_digest == delta[0].digest else None
+        upload = use[1] if use else None
         runner.step(
             hp.host,
             scripts.stage(
                 hp.layout,
                 plan.release_id,
                 plan.run_id,
-                archive=release.archive,
-                archive_size=release.archive_size,
-                archive_sha256=release.archive_sha256,
+                archive=upload.archive if upload else release.archive,
+                archive_size=upload.archive_size if upload else release.archive_size,
+                archive_sha256=upload.archive_sha256 if upload else release.archive_sha256,
                 host_files=hp.host_files,
                 shared_dirs=shared.dirs,
                 shared_files=shared.files,
+                base=upload.base if upload else None,
+                link_list=upload.link_list if upload else b"",
             ),
             progress=True,
         )
@@ -175,6 +184,31 @@ def _stage(plan: DeployPlan, release: Release, runner: Runner, state: DeployStat
             failures=list(failed.values()),
             hint=_recovery_hint(plan),
         )
+
+
+def _delta_for(
+    plan: DeployPlan, release: Release, state: DeployState, bus: EventBus
+) -> tuple[Baseline, Delta] | None:
+    """A delta against the leader's current release, if that saves anything; hosts whose
+    current MANIFEST matches the leader's get it, the others the full archive."""
+    baseline = state.facts[plan.hosts[0].name].baseline
+    if baseline is None or baseline.release_id == plan.release_id:
+        return None
+    delta = build_delta(release, baseline, release.archive.parent)
+    if delta.archive_size >= release.archive_size:
+        return None
+    users = [n for n, f in state.facts.items() if f.manifest_digest == baseline.digest]
+    bus.emit(
+        Notice(
+            level="info",
+            text=(
+                f"delta upload to {len(users)} host(s): {len(delta.changed)} changed"
+                f" file(s), {delta.linked} linked from {baseline.release_id}"
+                f" ({delta.archive_size} of {release.archive_size} bytes)"
+            ),
+        )
+    )
+    return baseline, delta
 
 
 def _migrate(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus) -> None:

@@ -7,6 +7,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.delta import Baseline, parse_baseline
 from deployer.history import Record, parse_records
 from deployer.remote.scripts import MARK
 
@@ -38,6 +39,8 @@ class HostFacts:
     lock_acquired: bool = False
     lock_holder: LockHolder | None = None
     raw_current: str = field(default="", compare=False)
+    manifest_digest: str | None = None  # sha256 of the current release's MANIFEST
+    baseline: Baseline | None = None  # its files, when asked for (delta uploads)
 
 
 def parse_facts(output: str) -> HostFacts:
@@ -50,6 +53,8 @@ def parse_facts(output: str) -> HostFacts:
     holder_info: dict[str, Any] | None = None
     age: int | None = None
     held = False
+    digest: str | None = None
+    sections: dict[str, list[str]] = {"manifest": [], "modes": []}
     for line in output.splitlines():
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
@@ -68,6 +73,8 @@ def parse_facts(output: str) -> HostFacts:
                     age = None
             elif key == "current":
                 current = value.strip()
+            elif key == "manifest_digest":
+                digest = value.strip() or None
             elif key == "df":
                 try:
                     free_kb = int(value.strip())
@@ -79,7 +86,12 @@ def parse_facts(output: str) -> HostFacts:
             releases.append(line.strip())
         elif section == "history":
             history.append(line)
+        elif section in sections:
+            sections[section].append(line)
     current_id = posixpath.basename(current.rstrip("/")) if current else None
+    baseline = None
+    if current_id and digest and sections["manifest"]:
+        baseline = parse_baseline(current_id, digest, sections["manifest"], sections["modes"])
     return HostFacts(
         current=current_id,
         releases=tuple(sorted(releases)),
@@ -88,4 +100,6 @@ def parse_facts(output: str) -> HostFacts:
         lock_acquired=acquired,
         lock_holder=LockHolder(holder_info or {}, age) if held else None,
         raw_current=current,
+        manifest_digest=digest,
+        baseline=baseline,
     )

@@ -27,9 +27,13 @@ def acquire_locks(
     facts: dict[str, HostFacts] = {}
     env = _env_hint(hosts)
 
+    leader, rest = hosts[0], hosts[1:]
+
     def take(hp: HostPlan) -> HostFacts:
+        # Only the leader sends its release's file list: the baseline for delta uploads.
+        script = scripts.prepare(hp.layout, lock_info=info, baseline=hp is leader)
         try:
-            result = runner.step(hp.host, scripts.prepare(hp.layout, lock_info=info))
+            result = runner.step(hp.host, script)
         except RemoteCommandError as exc:
             if exc.remote_exit_code == scripts.EXIT_LOCK_HELD:
                 held = parse_facts(exc.output_full)
@@ -44,7 +48,6 @@ def acquire_locks(
             raise
         return parse_facts(result.output)
 
-    leader, rest = hosts[0], hosts[1:]
     first = runner.each([leader], take)
     problems = failures(first)
     if not problems:

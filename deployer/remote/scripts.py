@@ -92,11 +92,28 @@ def _remove_release(path: str) -> str:
     return f"if [ -d {q(path)} ]; then chmod -R u+w {q(path)}; rm -rf {q(path)}; fi"
 
 
-def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) -> Script:
+def prepare(
+    layout: Layout, *, lock_info: str | None, baseline: bool = False, history_lines: int = 500
+) -> Script:
     """Create the layout, take the lock (when `lock_info` is given) and report the host's facts.
+    With `baseline`, also the current release's MANIFEST and file modes, so the next upload
+    can send only what changed (see `deployer.delta`).
 
     Output sections, parsed by `deployer.facts.parse_facts`.
     """
+    manifest = posixpath.join(layout.current, "MANIFEST")
+    baseline_lines: list[str] = [
+        f"if [ -f {q(manifest)} ]; then",
+        f'  echo {q(MARK + "manifest_digest")} "$(sha256sum < {q(manifest)} | cut -c1-64)"',
+    ]
+    if baseline:
+        baseline_lines += [
+            f"  echo {q(MARK + 'manifest')}",
+            f"  cat {q(manifest)}",
+            f"  echo {q(MARK + 'modes')}",
+            f"  (cd {q(layout.current + '/')} && find . -type f -printf '%m %P\\n')",
+        ]
+    baseline_lines.append("fi")
     info = posixpath.join(layout.lock, "info")
     lock_time = f"$(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s)"
     # Without a lock to take (status, releases), just report any holder.
@@ -132,6 +149,7 @@ def prepare(layout: Layout, *, lock_info: str | None, history_lines: int = 500) 
             f"ls -1 {q(layout.releases)} 2>/dev/null || true",
             f"echo {q(MARK + 'history')}",
             f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
+            baseline_lines,
             f'echo {q(MARK + "df")} "$(df -Pk {q(layout.root)} 2>/dev/null | {FREE_KB})"',
             f"echo {q(MARK + 'end')}",
         ),
@@ -149,9 +167,14 @@ def stage(
     host_files: bytes,
     shared_dirs: Sequence[str],
     shared_files: Sequence[str],
+    base: str | None = None,
+    link_list: bytes = b"",
 ) -> Script:
     """Receive the release on stdin, verify it, assemble it in staging, then rename it into
-    `releases/<id>`. Nothing under `releases/` is ever partial: the rename is the last step."""
+    `releases/<id>`. Nothing under `releases/` is ever partial: the rename is the last step.
+
+    With `base`, the archive is a delta: the files named in `link_list` (gzip'd, NUL-separated)
+    are hard-linked from `releases/<base>` instead of travelling."""
     tmp = posixpath.join(layout.staging, f"{release_id}.{run_id}")
     tree = posixpath.join(tmp, "tree")
     tarball = posixpath.join(tmp, "release.tar.gz")
@@ -170,6 +193,15 @@ def stage(
         _step("unpack"),
         cmd("tar", "-xzf", tarball, "-C", tree, "--no-same-owner"),
         cmd("rm", "-f", tarball),
+    ]
+    if base is not None:
+        body += [
+            _step("link"),
+            f"head -c {len(link_list)} | gzip -dc | (cd {q(layout.release(base))} &&"
+            f" xargs -0 -r cp -l --parents -t {q(tree)} --)",
+        ]
+    body += [
+        _step("verify_tree"),
         f"(cd {q(tree)} && sha256sum -c --quiet MANIFEST)",
     ]
     if host_files:
@@ -229,6 +261,8 @@ def stage(
         f"echo {q(MARK + 'staged')} {q(release_id)}",
     ]
     segments: list[object] = [archive]
+    if base is not None:
+        segments.append(link_list)
     if host_files:
         segments.append(host_files)
     return Script(step="stage", lines=tuple(body), stdin=Stdin(tuple(segments)))  # type: ignore[arg-type]
