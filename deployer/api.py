@@ -4,9 +4,11 @@ the orchestrator with a transport and reporters. Tasks call these and nothing de
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from deployer.config import (
@@ -125,6 +127,17 @@ def _runner(loaded: Loaded, options: Options, bus: EventBus) -> Runner:
     return Runner(transport, bus, parallel=conn.parallel, command_timeout=conn.command_timeout)
 
 
+def release_time() -> datetime | None:
+    """The release time: SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        return datetime.fromtimestamp(int(epoch), UTC)
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
+
+
 def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
     source = loaded.playbook.source
     root = loaded.project.root
@@ -134,6 +147,7 @@ def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
             ref=ref or source.ref or "HEAD",
             subdir=source.subdir,
             work_dir=work_dir,
+            now=release_time(),
         )
     if ref is not None:
         raise ReleaseError(
@@ -142,11 +156,16 @@ def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
             hint="drop --ref, or set source: {git: ., ref: main} in the playbook",
         )
     assert source.path is not None
-    return build_release(source_dir=root / source.path, work_dir=work_dir)
+    return build_release(source_dir=root / source.path, work_dir=work_dir, now=release_time())
 
 
 def deploy(
-    loaded: Loaded, options: Options, *, ref: str | None = None, dry_run: bool = False
+    loaded: Loaded,
+    options: Options,
+    *,
+    ref: str | None = None,
+    dry_run: bool = False,
+    skip_unreachable: bool = False,
 ) -> dict[str, str | None] | str:
     """Deploy; with dry_run, return the printed plan instead and connect to nothing."""
     run_id = new_run_id()
@@ -158,7 +177,7 @@ def deploy(
         bus = _bus(options, loaded.project.runs)
         runner = _runner(loaded, options, bus)
         try:
-            return run_deploy(plan, release, runner, bus)
+            return run_deploy(plan, release, runner, bus, skip_unreachable=skip_unreachable)
         finally:
             runner.close()
 

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from deployer.delta import Baseline, Delta, build_delta
-from deployer.errors import DeployerError, DeployFailed
+from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, releases_to_prune
 from deployer.hooks import run_hooks
-from deployer.locking import acquire_locks
+from deployer.locking import acquire_locks, release_locks
 from deployer.plan import DeployPlan, HostPlan, over_budget
 from deployer.probe import check_host
 from deployer.release import Release
@@ -35,7 +35,12 @@ class DeployState:
 
 
 def deploy(
-    plan: DeployPlan, release: Release, runner: Runner, bus: EventBus
+    plan: DeployPlan,
+    release: Release,
+    runner: Runner,
+    bus: EventBus,
+    *,
+    skip_unreachable: bool = False,
 ) -> dict[str, str | None]:
     """Deploy `release` per `plan`. Returns host -> release on success; raises DeployFailed
     (with every host's release) when the rollout stopped or any host failed."""
@@ -52,7 +57,25 @@ def deploy(
             batches=plan.batches,
         )
     )
-    state.facts = acquire_locks(runner, hosts, plan.run_id, "deploy", plan.release_id)
+    try:
+        state.facts = acquire_locks(
+            runner, hosts, plan.run_id, "deploy", plan.release_id, skip_unreachable=skip_unreachable
+        )
+        if len(state.facts) < len(hosts):
+            plan = _without_skipped(plan, state, runner)
+            hosts = list(plan.hosts)
+    except DeployerError as exc:
+        bus.emit(
+            RunFinished(
+                run_id=plan.run_id,
+                action="deploy",
+                ok=False,
+                duration=time.monotonic() - started,
+                releases={},
+                message=exc.message,
+            )
+        )
+        raise
     state.on = {name: f.current for name, f in state.facts.items()}
     try:
         _warn_low_disk(plan, release, state, bus)
@@ -121,6 +144,17 @@ def deploy(
         failed.exit_code = 3
         raise failed
     return dict(state.on)
+
+
+def _without_skipped(plan: DeployPlan, state: DeployState, runner: Runner) -> DeployPlan:
+    skipped = {h.name for h in plan.hosts} - set(state.facts)
+    if plan.migrate_host in skipped:
+        release_locks(runner, [h for h in plan.hosts if h.name in state.facts], plan.run_id)
+        raise PreflightError(
+            f"the migration host {plan.migrate_host} is unreachable; nothing was changed",
+            hint="bring it back, or point migrate.run_on at a reachable host",
+        )
+    return plan.without(skipped)
 
 
 def _recovery_hint(plan: DeployPlan) -> str:

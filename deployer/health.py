@@ -11,12 +11,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
 
 from deployer.errors import ConfigError
 from deployer.remote.transport import Channel
 
 MAX_BODY = 64 * 1024
+
+
+class _StopWhen(stop_base):
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self.condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.condition()
 
 
 @dataclass(frozen=True)
@@ -118,8 +134,10 @@ def wait_until_healthy(
     interval: float,
     deadline: float,
     on_probe: Callable[[Probe], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Probe until `successes` consecutive probes pass, or the deadline passes."""
+    """Probe until `successes` consecutive probes pass, or the deadline passes (or the run is
+    cancelled)."""
     streak = 0
     attempts = 0
     last = Probe(False, "not checked")
@@ -134,7 +152,7 @@ def wait_until_healthy(
         return streak >= successes
 
     retrying = Retrying(
-        stop=stop_after_delay(deadline),
+        stop=stop_after_delay(deadline) | _StopWhen(cancelled),
         wait=wait_exponential(multiplier=interval, min=interval, max=interval * 4),
         retry=retry_if_result(lambda done: not done),
     )

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deployer.errors import DeployerError, LockHeldError, PreflightError, RemoteCommandError
+from deployer.errors import (
+    DeployerError,
+    HostKeyError,
+    LockHeldError,
+    PreflightError,
+    RemoteCommandError,
+    TransportError,
+)
+from deployer.events import Notice
 from deployer.facts import HostFacts, parse_facts
 from deployer.plan import HostPlan
 from deployer.remote import scripts
-from deployer.runner import Runner, failures, lock_info
+from deployer.runner import Runner, lock_info
 
 
 def acquire_locks(
@@ -22,16 +30,20 @@ def acquire_locks(
     run_id: str,
     action: str,
     release: str | None,
+    *,
+    skip_unreachable: bool = False,
 ) -> dict[str, HostFacts]:
+    """Lock every host and return its facts. With `skip_unreachable`, hosts that cannot be
+    reached are left out (and reported) instead of failing the run; a host whose key is
+    wrong is never skipped."""
     info = lock_info(run_id, action, release)
     facts: dict[str, HostFacts] = {}
+    skipped: dict[str, DeployerError] = {}
     env = _env_hint(hosts)
 
-    leader, rest = hosts[0], hosts[1:]
-
-    def take(hp: HostPlan) -> HostFacts:
+    def take(hp: HostPlan, baseline: bool = False) -> HostFacts:
         # Only the leader sends its release's file list: the baseline for delta uploads.
-        script = scripts.prepare(hp.layout, lock_info=info, baseline=hp is leader)
+        script = scripts.prepare(hp.layout, lock_info=info, baseline=baseline)
         try:
             result = runner.step(hp.host, script)
         except RemoteCommandError as exc:
@@ -48,17 +60,43 @@ def acquire_locks(
             raise
         return parse_facts(result.output)
 
-    first = runner.each([leader], take)
-    problems = failures(first)
-    if not problems:
-        facts[leader.name] = first[leader.name]  # type: ignore[assignment]
-        results = runner.each(rest, take)
-        problems = failures(results)
-        facts.update({n: f for n, f in results.items() if isinstance(f, HostFacts)})
+    def skippable(error: DeployerError) -> bool:
+        return skip_unreachable and _unreachable(error)
+
+    # The leader is locked alone, first; a racing run loses there and touches nothing else.
+    rest = list(hosts)
+    problems: dict[str, DeployerError] = {}
+    while rest and not facts and not problems:
+        leader = rest.pop(0)
+        outcome = runner.each([leader], lambda hp: take(hp, baseline=True))[leader.name]
+        if isinstance(outcome, HostFacts):
+            facts[leader.name] = outcome
+        elif skippable(outcome):
+            skipped[leader.name] = outcome
+        else:
+            problems[leader.name] = outcome
+    if facts and rest:
+        for name, outcome in runner.each(rest, take).items():
+            if isinstance(outcome, HostFacts):
+                facts[name] = outcome
+            elif skippable(outcome):
+                skipped[name] = outcome
+            else:
+                problems[name] = outcome
+    if not facts and not problems:
+        problems = skipped  # nothing reachable at all: that is not a skip
     if problems:
         release_locks(runner, [h for h in hosts if h.name in facts], run_id)
         raise _lock_failure(problems, env)
+    for name, error in skipped.items():
+        runner.bus.emit(
+            Notice(level="warning", text=f"skipping unreachable host {name}: {error.message}")
+        )
     return facts
+
+
+def _unreachable(error: DeployerError) -> bool:
+    return isinstance(error, TransportError) and not isinstance(error, HostKeyError)
 
 
 def _lock_failure(problems: dict[str, DeployerError], env: str) -> DeployerError:

@@ -9,7 +9,7 @@ import math
 import posixpath
 import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,6 +87,16 @@ class DeployPlan:
     batches: tuple[tuple[str, ...], ...]
     migrate_host: str | None
     playbook: Playbook
+
+    def without(self, names: set[str]) -> DeployPlan:
+        """The plan minus some hosts (skipped as unreachable); empty batches dropped."""
+        batches = tuple(tuple(n for n in b if n not in names) for b in self.batches)
+        return replace(
+            self,
+            hosts=tuple(h for h in self.hosts if h.name not in names),
+            batches=tuple(b for b in batches if b),
+            migrate_host=None if self.migrate_host in names else self.migrate_host,
+        )
 
     def host(self, name: str) -> HostPlan:
         for plan in self.hosts:

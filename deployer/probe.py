@@ -67,6 +67,7 @@ def check_host(runner: Runner, health: Health, hp: HostPlan, expect_version: str
         successes=health.successes,
         interval=health.interval,
         deadline=health.deadline,
+        cancelled=runner.cancelled.is_set,
     )
     runner.bus.emit(
         HealthChecked(

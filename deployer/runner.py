@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -94,6 +95,8 @@ class Runner:
         self.transport = transport
         self.bus = bus
         self.command_timeout = command_timeout
+        # Set on Ctrl-C/SIGTERM: uploads stop streaming and health waits give up at once.
+        self.cancelled = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="host")
 
     def step(
@@ -114,7 +117,11 @@ class Runner:
 
         try:
             result = self.transport.run(
-                host, script, timeout=timeout or self.command_timeout, on_progress=on_progress
+                host,
+                script,
+                timeout=timeout or self.command_timeout,
+                on_progress=on_progress,
+                cancel=self.cancelled,
             )
         except DeployerError as exc:
             self.bus.emit(
@@ -159,6 +166,7 @@ class Runner:
         try:
             wait(futures.values())
         except BaseException:
+            self.cancelled.set()
             for future in futures.values():
                 future.cancel()
             wait(futures.values())

@@ -95,6 +95,7 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
         "playbook",
         ref="git ref to deploy (when the playbook's source is git)",
         dry_run="print the plan and the exact remote scripts; connect to nothing",
+        skip_unreachable="leave out (and report) hosts that cannot be reached",
     )
 )
 @_handles_errors
@@ -108,11 +109,16 @@ def deploy(
     verbose: bool = False,
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
+    skip_unreachable: bool = False,
 ) -> None:
     """Build one release and roll it out in health-checked batches."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
     result = api.deploy(
-        loaded, _options(format, verbose, accept_new_host_keys), ref=ref, dry_run=dry_run
+        loaded,
+        _options(format, verbose, accept_new_host_keys),
+        ref=ref,
+        dry_run=dry_run,
+        skip_unreachable=skip_unreachable,
     )
     if isinstance(result, str):
         print(result, end="")

@@ -30,7 +30,13 @@ class RecordingTransport:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(
-        self, host: Host, script: Script, *, timeout: float, on_progress: Progress | None = None
+        self,
+        host: Host,
+        script: Script,
+        *,
+        timeout: float,
+        on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> Result:
         with self._lock:
             self.calls.append((host.name, script))

@@ -345,6 +345,8 @@ def finish(
         )
     body += [
         f"rm -rf {q(layout.staging)}/*.{q(run_id)}",
+        # A deployer killed between `ln` and `mv` leaves a temporary link; we hold the lock.
+        f"rm -f {q(layout.root)}/.current.*",
         _unlock_if_ours(layout, run_id),
         f"echo {q(MARK + 'finished')}",
     ]

@@ -173,6 +173,7 @@ class SSHTransport:
         *,
         timeout: float,
         on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> Result:
         started = time.monotonic()
         conn = self._connection(host)
@@ -184,7 +185,7 @@ class SSHTransport:
             chan.settimeout(timeout)
             chan.set_combine_stderr(True)
             chan.exec_command(script.command_line())
-            send_error = self._send_stdin(chan, script, on_progress)
+            send_error = self._send_stdin(chan, script, on_progress, cancel)
             output = self._read_all(chan, started + timeout)
             code = chan.recv_exit_status()
         except TimeoutError:
@@ -199,7 +200,7 @@ class SSHTransport:
             raise TransportError(
                 host.name, f"connection lost during step '{script.step}': {exc}"
             ) from None
-        if send_error is not None and code == 0:
+        if send_error is not None:
             raise TransportError(
                 host.name, f"upload interrupted during step '{script.step}': {send_error}"
             )
@@ -207,7 +208,10 @@ class SSHTransport:
 
     @staticmethod
     def _send_stdin(
-        chan: paramiko.Channel, script: Script, on_progress: Progress | None
+        chan: paramiko.Channel,
+        script: Script,
+        on_progress: Progress | None,
+        cancel: threading.Event | None,
     ) -> str | None:
         total = script.stdin.size
         sent = 0
@@ -221,6 +225,9 @@ class SSHTransport:
                     continue
                 with open(segment, "rb") as fh:
                     while chunk := fh.read(CHUNK):
+                        if cancel is not None and cancel.is_set():
+                            # Short stdin: the remote checksum fails and its trap cleans up.
+                            return "cancelled"
                         chan.sendall(chunk)
                         sent += len(chunk)
                         if on_progress:

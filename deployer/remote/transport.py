@@ -4,6 +4,7 @@ and open a TCP channel through the host. Implementations: `SSHTransport` (real h
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,9 +42,12 @@ class Transport(Protocol):
         *,
         timeout: float,
         on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> Result:
         """Run one script in one exec session. Raises TransportError when the host cannot be
-        reached or stops answering; a non-zero exit is a `Result`, not an exception."""
+        reached or stops answering; a non-zero exit is a `Result`, not an exception.
+        Setting `cancel` stops streaming stdin (the remote side then discards what it got);
+        a command that is already running is left to finish."""
         ...
 
     def open_tcp(self, host: Host, address: str, port: int, *, timeout: float) -> Channel:

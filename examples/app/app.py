@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ REQUIRED_SCHEMA = 2  # this release needs migrations up to 002
 APP_DIR = settings.APP_DIR
 BROKEN_ON = APP_DIR / "BROKEN_ON"  # test hook: listen addresses (or *) whose health fails
 SLOW_MS = APP_DIR / "SLOW_MS"  # test hook: milliseconds to sleep per request
+WARMUP_S = APP_DIR / "WARMUP_S"  # test hook: /health answers 503 for this long after start
+FLAPPING = APP_DIR / "FLAPPING"  # test hook: /health alternates 200 and 500
 
 
 def release_version() -> str:
@@ -63,10 +66,22 @@ def slow_ms() -> int:
         return 0
 
 
+def _number(path: Path) -> float:
+    text = _read_optional(path)
+    try:
+        return max(0.0, float(text.strip())) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
 class App:
     def __init__(self, config: settings.Settings) -> None:
         self.config = config
         self.version = release_version()
+        self.started = time.monotonic()
+        self.warmup = _number(WARMUP_S)
+        self.flapping = FLAPPING.exists()
+        self._probes = itertools.count()
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -92,6 +107,10 @@ class App:
             reasons.append(f"database schema {schema} is older than required {REQUIRED_SCHEMA}")
         if broken_here(self.config.listen):
             reasons.append(f"BROKEN_ON lists {self.config.listen}")
+        if time.monotonic() - self.started < self.warmup:
+            reasons.append(f"warming up ({self.warmup:g}s)")
+        if self.flapping and next(self._probes) % 2 == 1:
+            reasons.append("FLAPPING: every other answer fails")
         body: dict[str, Any] = {
             "status": "unhealthy" if reasons else "healthy",
             "timestamp": time.time(),
