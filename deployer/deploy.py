@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from deployer.delta import Baseline, Delta, build_delta
-from deployer.errors import DeployerError, DeployFailed, PreflightError
+from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, releases_to_prune
@@ -85,6 +85,14 @@ def deploy(
         _migrate(plan, runner, state, bus)
         _rollout(plan, runner, state, bus)
     except KeyboardInterrupt:
+        if state.migrated_on:
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=f"migrations ran on {state.migrated_on} before the interrupt;"
+                    " the database was not rolled back",
+                )
+            )
         _finish_failed(plan, runner, state, bus, interrupted=True)
         bus.emit(
             RunFinished(
@@ -251,15 +259,17 @@ def _migrate(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
     hp = plan.host(plan.migrate_host)
     assert hp.migrate is not None
     run_hooks(runner, plan, "before_migrate", [hp])
-    try:
-        runner.step(hp.host, scripts.migrate(hp.layout, plan.release_id, hp.migrate, hp.env))
-    except DeployerError as exc:
+    # Run through `each` so that Ctrl-C waits for a migration in flight instead of walking
+    # away from it (a half-applied migration is worse than a late stop).
+    script = scripts.migrate(hp.layout, plan.release_id, hp.migrate, hp.env)
+    state.migrated_on = hp.name  # from here on the database may have changed
+    outcome = runner.each([hp], lambda h: runner.step(h.host, script))[hp.name]
+    if isinstance(outcome, DeployerError):
         raise DeployFailed(
             f"migration failed on {hp.name}; nothing was switched",
-            failures=[exc],
+            failures=[outcome],
             hint=_recovery_hint(plan),
-        ) from None
-    state.migrated_on = hp.name
+        )
     run_hooks(runner, plan, "after_migrate", [hp])
 
 
@@ -321,17 +331,34 @@ def _switch_and_check(
     hosts that failed, with why."""
 
     def one(hp: HostPlan) -> None:
-        try:
-            runner.step(
-                hp.host,
-                scripts.switch(hp.layout, release_id, plan.run_id, restart=hp.restart, env=hp.env),
-            )
-        finally:
-            # Even a failed restart may have happened after the rename: assume the switch.
-            state.on[hp.name] = release_id
+        _switch(plan, runner, state, hp, release_id)
         check_host(runner, plan.playbook.health, hp, expect_version)
 
     return failures(runner.each(batch, one))
+
+
+UNKNOWN = "unknown (host stopped answering during the switch)"
+
+
+def _switch(
+    plan: DeployPlan, runner: Runner, state: DeployState, hp: HostPlan, release_id: str
+) -> None:
+    """Switch one host and record where it is now, as far as we can know."""
+    env = {**hp.env, "RELEASE_ID": release_id}
+    try:
+        runner.step(
+            hp.host,
+            scripts.switch(hp.layout, release_id, plan.run_id, restart=hp.restart, env=env),
+        )
+    except RemoteCommandError as exc:
+        # The rename is the switch sub-step's last command: a later failure means it happened.
+        if exc.step != "switch":
+            state.on[hp.name] = release_id
+        raise
+    except DeployerError:
+        state.on[hp.name] = UNKNOWN
+        raise
+    state.on[hp.name] = release_id
 
 
 def _revert(
@@ -369,17 +396,7 @@ def _revert(
     def back(hp: HostPlan) -> None:
         previous = state.facts[hp.name].current
         assert previous is not None
-        runner.step(
-            hp.host,
-            scripts.switch(
-                hp.layout,
-                previous,
-                plan.run_id,
-                restart=hp.restart,
-                env={**hp.env, "RELEASE_ID": previous},
-            ),
-        )
-        state.on[hp.name] = previous
+        _switch(plan, runner, state, hp, previous)
         state.reverted.add(hp.name)
         check_host(runner, plan.playbook.health, hp, previous if _expects_version(plan) else None)
 

@@ -1,7 +1,8 @@
 """Ansible-style inventories (YAML or INI) read into frozen Hosts and groups, and --limit.
 
-Parsing only: this module never resolves names or connects. Both formats feed one builder,
-so variable precedence and group membership are computed the same way for each.
+Parsing only: this module never resolves names or connects. Both formats, and the Terraform
+and script sources of sources.py, feed one builder, so variable precedence and group
+membership are computed the same way for each.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from deployer.config.model import Host, Inventory, Location
+from deployer.config.sources import (
+    SOURCE_SUFFIXES,
+    VARS_SUFFIX,
+    is_source,
+    read_source,
+    reject_companion,
+)
 from deployer.config.yamlfile import Node, describe, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
 
@@ -50,19 +58,23 @@ def available_environments(inventories_dir: Path) -> tuple[str, ...]:
     """Environment names with an inventory file in the directory, sorted."""
     if not inventories_dir.is_dir():
         return ()
-    names = {
-        entry.stem if entry.suffix in (*_YAML_SUFFIXES, ".ini") else entry.name
-        for entry in inventories_dir.iterdir()
-        if entry.is_file()
-        and not entry.name.startswith(".")
-        and entry.suffix in (*_YAML_SUFFIXES, *_INI_SUFFIXES)
-    }
+    suffixes = (*_YAML_SUFFIXES, ".ini", *SOURCE_SUFFIXES)
+    names = set()
+    for entry in inventories_dir.iterdir():
+        if not entry.is_file() or entry.name.startswith(".") or entry.name.endswith(VARS_SUFFIX):
+            continue
+        suffix = next((s for s in suffixes if entry.name.endswith(s)), None)
+        if suffix is not None:
+            names.add(entry.name[: -len(suffix)])
+        elif not entry.suffix:
+            names.add(entry.name)
     return tuple(sorted(names))
 
 
 def load_inventory(inventories_dir: Path, env: str) -> Inventory:
-    """Read `<dir>/<env>.yml|.yaml|.ini` or `<dir>/<env>` (INI). Paths in host variables
-    resolve against the project root, the inventories directory's parent."""
+    """Read `<dir>/<env>.yml|.yaml|.ini` or `<dir>/<env>` (INI, or a script when executable),
+    or a source of sources.py: `<env>.tfstate`, `<env>.tfoutput.json`, `<env>.py|.sh`. Paths
+    in host variables resolve against the project root, the inventories directory's parent."""
     shown = display_path(inventories_dir)
     if not inventories_dir.is_dir():
         raise ConfigError(
@@ -77,11 +89,11 @@ def load_inventory(inventories_dir: Path, env: str) -> Inventory:
                 file=f"{shown}/{extra}",
                 hint="move those variables into the inventory file's vars:",
             )
-    found: list[Path] = []
+    found: list[tuple[str, Path]] = []
     if _ENV_NAME.fullmatch(env):
-        suffixes = (*_YAML_SUFFIXES, *_INI_SUFFIXES)
-        found = [inventories_dir / f"{env}{s}" for s in suffixes]
-        found = [path for path in found if path.is_file()]
+        suffixes = (*_YAML_SUFFIXES, *_INI_SUFFIXES, *SOURCE_SUFFIXES)
+        found = [(s, inventories_dir / f"{env}{s}") for s in suffixes]
+        found = [(s, path) for s, path in found if path.is_file()]
     if not found:
         envs = ", ".join(available_environments(inventories_dir)) or "none"
         raise ConfigError(
@@ -90,16 +102,21 @@ def load_inventory(inventories_dir: Path, env: str) -> Inventory:
             hint=f"run with --env one of: {envs}",
         )
     if len(found) > 1:
-        names = ", ".join(path.name for path in found)
+        names = ", ".join(path.name for _, path in found)
         raise ConfigError(
             f"environment '{env}' has several inventory files: {names}",
             file=shown,
             hint="keep only one of them",
         )
-    path = found[0]
+    suffix, path = found[0]
     file = display_path(path)
-    text = read_text(path, file)
     root = Path(os.path.abspath(inventories_dir)).parent
+    if is_source(path, suffix):
+        builder = _Builder(file, root)
+        read_source(path, env, root, _SourceSink(builder))
+        return builder.inventory(env)
+    reject_companion(inventories_dir, env)
+    text = read_text(path, file)
     if path.suffix in _YAML_SUFFIXES:
         return parse_inventory_yaml(text, file, env, project_root=root)
     return parse_inventory_ini(text, file, env, project_root=root)
@@ -406,6 +423,23 @@ class _Builder:
             parents = self.groups[name].parents
             depth[name] = 1 + max(self._depth(p, depth) for p in parents) if parents else 0
         return depth[name]
+
+
+class _SourceSink:
+    """How sources.py declares into the builder. Its variables are checked like a file's, with
+    Ansible's JSON semantics: no host/port/user shorthands in a host's variables."""
+
+    def __init__(self, builder: _Builder) -> None:
+        self.builder = builder
+
+    def group(self, name: str, parent: str | None, where: Location) -> None:
+        self.builder.add_group(name, parent, where)
+
+    def group_vars(self, name: str, entries: list[_Var]) -> None:
+        self.builder.add_group_vars(name, _checked_vars(entries, host_level=False))
+
+    def host(self, group: str, name: str, entries: list[_Var], where: Location) -> None:
+        self.builder.add_host(group, name, _checked_vars(entries, host_level=False), where)
 
 
 # ---------------------------------------------------------------- --limit

@@ -68,6 +68,14 @@ class Layout:
         return posixpath.join(self.releases, release_id)
 
 
+def _or_explain(command: str, what: str, where: str) -> str:
+    """Run `command`; on failure say what failed and how much space is left under `where`
+    (a full disk shows up here as a terse 'error writing standard output')."""
+    free = f'"$(df -Pk {q(where)} 2>/dev/null | {FREE_KB})"'
+    report = cmd("printf", "%s failed (%s KiB free on the filesystem of %s)\\n", what)
+    return f"{command} || {{ {report} {free} {q(where)} >&2; exit 1; }}"
+
+
 def _step(name: str) -> str:
     return cmd("echo", f"{MARK}step {name}")
 
@@ -185,13 +193,17 @@ def stage(
         _step("upload"),
         cmd("rm", "-rf", tmp),
         cmd("mkdir", "-p", tree),
-        cmd("head", "-c", archive_size, Raw(">"), tarball),
+        _or_explain(cmd("head", "-c", archive_size, Raw(">"), tarball), f"writing {tarball}", tmp),
         _step("verify"),
         f"if ! echo {q(f'{archive_sha256}  {tarball}')} | sha256sum -c --quiet - >/dev/null 2>&1;"
         f" then echo {q(f'checksum mismatch for the uploaded release archive {tarball}')} >&2;"
         f" exit {EXIT_CHECKSUM}; fi",
         _step("unpack"),
-        cmd("tar", "-xzf", tarball, "-C", tree, "--no-same-owner"),
+        _or_explain(
+            cmd("tar", "-xzf", tarball, "-C", tree, "--no-same-owner"),
+            f"unpacking into {tree}",
+            tmp,
+        ),
         cmd("rm", "-f", tarball),
     ]
     if base is not None:
@@ -344,7 +356,10 @@ def finish(
             f"{_remove_release(path)}; fi"
         )
     body += [
-        f"rm -rf {q(layout.staging)}/*.{q(run_id)}",
+        # We hold the lock, so nothing in staging belongs to a live run: debris of ours or of
+        # a run that was killed goes.
+        f"chmod -R u+w {q(layout.staging)} 2>/dev/null || true",
+        f"rm -rf {q(layout.staging)}/*",
         # A deployer killed between `ln` and `mv` leaves a temporary link; we hold the lock.
         f"rm -f {q(layout.root)}/.current.*",
         _unlock_if_ours(layout, run_id),

@@ -61,6 +61,8 @@ LABEL_PORT = "deployer.port"
 LABEL_STATE_DIR = "deployer.state-dir"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 SHARED_DIR = "/var/lib/fleet-shared"  # mounted into every host of a fleet
+SMALL_DISK = "/var/small-disk"  # a tmpfs of SMALL_DISK_SIZE in every host
+SMALL_DISK_SIZE = "512k"
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _T = TypeVar("_T")
@@ -263,7 +265,7 @@ class Fleet:
         )
         return client
 
-    def reset(self, paths: Sequence[str] = ("/srv",)) -> None:
+    def reset(self, paths: Sequence[str] = ("/srv", SMALL_DISK)) -> None:
         """Bring every host back to a clean state between tests, all hosts in parallel.
 
         Restarts stopped and unpauses paused hosts (a failed fault test may leave them so),
@@ -452,6 +454,9 @@ def start_fleet(
             # Host networking: each host is just sshd bound to its own loopback address.
             .with_kwargs(network_mode="host", labels=labels)
         )
+        # A deliberately tiny filesystem, for "disk full" fault tests (docker's tmpfs options;
+        # testcontainers' helper only takes a size).
+        spec.tmpfs[SMALL_DISK] = f"size={SMALL_DISK_SIZE},uid=1000,gid=1000,mode=0755"
         spec.start()
         container_id = spec.get_wrapped_container().id
         spec.get_docker_client().client.close()

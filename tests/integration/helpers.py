@@ -91,7 +91,7 @@ class Project:
         code, out = self.fleet.exec(
             host,
             f"ls -A {APP_ROOT}/.deploy/staging 2>/dev/null;"
-            f" ls -A {APP_ROOT} | grep '^\\.current' || true",
+            f" ls -A {APP_ROOT} 2>/dev/null | grep '^\\.current' || true",
         )
         return out.split()
 
