@@ -4,12 +4,14 @@ the orchestrator with a transport and reporters. Tasks call these and nothing de
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deployer.config import (
     Host,
@@ -138,7 +140,9 @@ def release_time() -> datetime | None:
         raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
 
 
-def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
+def build(
+    loaded: Loaded, work_dir: Path, ref: str | None = None, now: datetime | None = None
+) -> Release:
     source = loaded.playbook.source
     root = loaded.project.root
     if source.git_repo is not None:
@@ -147,7 +151,7 @@ def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
             ref=ref or source.ref or "HEAD",
             subdir=source.subdir,
             work_dir=work_dir,
-            now=release_time(),
+            now=now or release_time(),
         )
     if ref is not None:
         raise ReleaseError(
@@ -156,7 +160,9 @@ def build(loaded: Loaded, work_dir: Path, ref: str | None = None) -> Release:
             hint="drop --ref, or set source: {git: ., ref: main} in the playbook",
         )
     assert source.path is not None
-    return build_release(source_dir=root / source.path, work_dir=work_dir, now=release_time())
+    return build_release(
+        source_dir=root / source.path, work_dir=work_dir, now=now or release_time()
+    )
 
 
 def deploy(
@@ -166,20 +172,74 @@ def deploy(
     ref: str | None = None,
     dry_run: bool = False,
     skip_unreachable: bool = False,
+    resume: bool = False,
 ) -> dict[str, str | None] | str:
-    """Deploy; with dry_run, return the printed plan instead and connect to nothing."""
+    """Deploy; with dry_run, return the printed plan instead and connect to nothing. With
+    resume, rebuild the release of the last unfinished deploy and bring every host to it."""
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
-        release = build(loaded, Path(tmp), ref)
+        resumed = _resumable(loaded) if resume else None
+        if resumed is not None:
+            release = _rebuild(loaded, Path(tmp), resumed)
+        else:
+            release = build(loaded, Path(tmp), ref)
         plan = loaded.plan(release.id, run_id)
         if dry_run:
             return describe(plan, release)
         bus = _bus(options, loaded.project.runs)
         runner = _runner(loaded, options, bus)
         try:
-            return run_deploy(plan, release, runner, bus, skip_unreachable=skip_unreachable)
+            return run_deploy(
+                plan,
+                release,
+                runner,
+                bus,
+                skip_unreachable=skip_unreachable,
+                resume_from=resumed["run_id"] if resumed else None,
+            )
         finally:
             runner.close()
+
+
+def _resumable(loaded: Loaded) -> dict[str, Any]:
+    """The last deploy of this environment, if it did not bring every host to its release
+    (interrupted, killed, failed, or hosts skipped as unreachable)."""
+    runs = []
+    for path in loaded.project.runs.glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("env") == loaded.env and record.get("action") == "deploy":
+            runs.append(record)
+    hint = f"start a new one: invoke deploy --env {loaded.env}"
+    if not runs:
+        raise ConfigError(f"no recorded deploy of {loaded.env} to resume", hint=hint)
+    last: dict[str, Any] = max(runs, key=lambda r: r.get("started") or 0)
+    releases = last.get("releases") or {}
+    everywhere = all(releases.get(h) == last.get("release") for h in last.get("hosts", {}))
+    if last.get("ok") is True and everywhere:
+        raise ConfigError(
+            f"the last deploy of {loaded.env} ({last.get('release')}, run {last.get('run_id')})"
+            " finished on every host: nothing to resume",
+            hint=hint,
+        )
+    if not last.get("source") or last.get("built_at") is None:
+        raise ConfigError(f"run {last.get('run_id')} did not record its source", hint=hint)
+    return last
+
+
+def _rebuild(loaded: Loaded, work_dir: Path, run: dict[str, Any]) -> Release:
+    source = str(run["source"])
+    ref = None if source.startswith("dir:") else source
+    release = build(loaded, work_dir, ref, now=datetime.fromtimestamp(int(run["built_at"]), UTC))
+    if release.id != run.get("release"):
+        raise ReleaseError(
+            f"cannot rebuild {run.get('release')} of run {run.get('run_id')}: the source changed"
+            f" since (it now builds {release.id})",
+            hint=f"deploy afresh: invoke deploy --env {loaded.env}",
+        )
+    return release
 
 
 def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict[str, str | None]:

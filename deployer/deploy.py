@@ -12,7 +12,7 @@ from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
-from deployer.history import Record, releases_to_prune
+from deployer.history import Record, releases_to_prune, rollback_target
 from deployer.hooks import run_hooks
 from deployer.locking import acquire_locks, release_locks
 from deployer.plan import DeployPlan, HostPlan, over_budget
@@ -29,6 +29,7 @@ class DeployState:
     facts: dict[str, HostFacts] = field(default_factory=dict)
     on: dict[str, str | None] = field(default_factory=dict)  # host -> release it is on now
     staged: set[str] = field(default_factory=set)
+    previous: dict[str, str | None] = field(default_factory=dict)  # where a revert goes
     migrated_on: str | None = None
     reverted: set[str] = field(default_factory=set)
     failed: dict[str, DeployerError] = field(default_factory=dict)
@@ -41,6 +42,7 @@ def deploy(
     bus: EventBus,
     *,
     skip_unreachable: bool = False,
+    resume_from: str | None = None,
 ) -> dict[str, str | None]:
     """Deploy `release` per `plan`. Returns host -> release on success; raises DeployFailed
     (with every host's release) when the rollout stopped or any host failed."""
@@ -55,11 +57,19 @@ def deploy(
             release=plan.release_id,
             hosts=[h.name for h in hosts],
             batches=plan.batches,
+            source=release.source or release.commit or "",
+            built_at=release.mtime,
         )
     )
     try:
         state.facts = acquire_locks(
-            runner, hosts, plan.run_id, "deploy", plan.release_id, skip_unreachable=skip_unreachable
+            runner,
+            hosts,
+            plan.run_id,
+            "deploy",
+            plan.release_id,
+            skip_unreachable=skip_unreachable,
+            takeover=resume_from,
         )
         if len(state.facts) < len(hosts):
             plan = _without_skipped(plan, state, runner)
@@ -77,6 +87,11 @@ def deploy(
         )
         raise
     state.on = {name: f.current for name, f in state.facts.items()}
+    # A host already on this release (resuming) reverts to the last one its history trusts.
+    state.previous = {
+        name: rollback_target(f.history, f.current) if f.current == plan.release_id else f.current
+        for name, f in state.facts.items()
+    }
     try:
         _warn_low_disk(plan, release, state, bus)
         run_hooks(runner, plan, "before_stage", hosts)
@@ -198,6 +213,10 @@ def _stage(
 
     def stage_one(hp: HostPlan) -> None:
         facts = state.facts[hp.name]
+        if plan.release_id in facts.releases:
+            # Renamed into place only after full verification: nothing to send (resuming).
+            state.staged.add(hp.name)
+            return
         use = delta if delta and facts.manifest_digest == delta[0].digest else None
         upload = use[1] if use else None
         runner.step(
@@ -331,7 +350,9 @@ def _switch_and_check(
     hosts that failed, with why."""
 
     def one(hp: HostPlan) -> None:
-        _switch(plan, runner, state, hp, release_id)
+        # A host already on the release (a resumed run) is only checked, not switched again.
+        if state.on.get(hp.name) != release_id:
+            _switch(plan, runner, state, hp, release_id)
         check_host(runner, plan.playbook.health, hp, expect_version)
 
     return failures(runner.each(batch, one))
@@ -377,7 +398,7 @@ def _revert(
         )
     movable = []
     for hp in hosts:
-        previous = state.facts[hp.name].current
+        previous = state.previous[hp.name]
         if previous is None:
             bus.emit(
                 Notice(
@@ -394,7 +415,7 @@ def _revert(
         return
 
     def back(hp: HostPlan) -> None:
-        previous = state.facts[hp.name].current
+        previous = state.previous[hp.name]
         assert previous is not None
         _switch(plan, runner, state, hp, previous)
         state.reverted.add(hp.name)
@@ -411,7 +432,7 @@ def _finish_ok(plan: DeployPlan, runner: Runner, state: DeployState) -> None:
     def finish_one(hp: HostPlan) -> None:
         facts = state.facts[hp.name]
         ok = state.on.get(hp.name) == plan.release_id and hp.name not in state.failed
-        record = _record(plan, facts, "success" if ok else "rolled_back")
+        record = _record(plan, state.previous[hp.name], "success" if ok else "rolled_back")
         history = [*facts.history, record]
         present = sorted({*facts.releases, plan.release_id})
         prune = releases_to_prune(present, history, keep=keep, current=state.on.get(hp.name))
@@ -447,14 +468,13 @@ def _finish_failed(
     """Record the failure, remove the staged release where it is not live, release the lock."""
 
     def finish_one(hp: HostPlan) -> None:
-        facts = state.facts[hp.name]
         on_new = state.on.get(hp.name) == plan.release_id
         result = (
             "interrupted"
             if interrupted
             else ("rolled_back" if hp.name in state.reverted else "failed")
         )
-        record = _record(plan, facts, result)
+        record = _record(plan, state.previous[hp.name], result)
         runner.step(
             hp.host,
             scripts.finish(
@@ -479,7 +499,7 @@ def _finish_failed(
         )
 
 
-def _record(plan: DeployPlan, facts: HostFacts, result: str) -> Record:
+def _record(plan: DeployPlan, previous: str | None, result: str) -> Record:
     return Record(
         time=utc_now(),
         user=operator(),
@@ -487,5 +507,5 @@ def _record(plan: DeployPlan, facts: HostFacts, result: str) -> Record:
         action="deploy",
         result=result,
         run_id=plan.run_id,
-        previous=facts.current,
+        previous=previous,
     )

@@ -27,6 +27,8 @@ class RunStarted(Event):
     release: str | None
     hosts: Sequence[str]
     batches: Sequence[Sequence[str]] = ()
+    source: str = ""  # commit or dir digest the release was built from (for --resume)
+    built_at: int | None = None  # release time, epoch seconds (for --resume)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def acquire_locks(
     release: str | None,
     *,
     skip_unreachable: bool = False,
+    takeover: str | None = None,
 ) -> dict[str, HostFacts]:
     """Lock every host and return its facts. With `skip_unreachable`, hosts that cannot be
     reached are left out (and reported) instead of failing the run; a host whose key is
@@ -43,7 +44,7 @@ def acquire_locks(
 
     def take(hp: HostPlan, baseline: bool = False) -> HostFacts:
         # Only the leader sends its release's file list: the baseline for delta uploads.
-        script = scripts.prepare(hp.layout, lock_info=info, baseline=baseline)
+        script = scripts.prepare(hp.layout, lock_info=info, baseline=baseline, takeover=takeover)
         try:
             result = runner.step(hp.host, script)
         except RemoteCommandError as exc:

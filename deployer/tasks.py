@@ -96,6 +96,7 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
         ref="git ref to deploy (when the playbook's source is git)",
         dry_run="print the plan and the exact remote scripts; connect to nothing",
         skip_unreachable="leave out (and report) hosts that cannot be reached",
+        resume="continue the last unfinished deploy: same release, hosts already on it kept",
     )
 )
 @_handles_errors
@@ -110,6 +111,7 @@ def deploy(
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
     skip_unreachable: bool = False,
+    resume: bool = False,
 ) -> None:
     """Build one release and roll it out in health-checked batches."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
@@ -119,6 +121,7 @@ def deploy(
         ref=ref,
         dry_run=dry_run,
         skip_unreachable=skip_unreachable,
+        resume=resume,
     )
     if isinstance(result, str):
         print(result, end="")

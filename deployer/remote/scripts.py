@@ -101,7 +101,12 @@ def _remove_release(path: str) -> str:
 
 
 def prepare(
-    layout: Layout, *, lock_info: str | None, baseline: bool = False, history_lines: int = 500
+    layout: Layout,
+    *,
+    lock_info: str | None,
+    baseline: bool = False,
+    takeover: str | None = None,
+    history_lines: int = 500,
 ) -> Script:
     """Create the layout, take the lock (when `lock_info` is given) and report the host's facts.
     With `baseline`, also the current release's MANIFEST and file modes, so the next upload
@@ -133,10 +138,19 @@ def prepare(
         "fi",
     ]
     if lock_info is not None:
+        takeover_lines = []
+        if takeover:
+            # Resuming a run that died holding the lock: that run's lock is ours to take.
+            takeover_lines = [
+                f"elif grep -qF {q(takeover)} {q(info)} 2>/dev/null; then",
+                f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
+                f"  echo {q(MARK + 'lock acquired')}",
+            ]
         lock_lines = [
             f"if mkdir {q(layout.lock)} 2>/dev/null; then",
             f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
             f"  echo {q(MARK + 'lock acquired')}",
+            *takeover_lines,
             "else",
             f"  echo {q(MARK + 'lock held')}",
             f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',

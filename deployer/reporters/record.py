@@ -30,6 +30,9 @@ class RunRecorder:
         rec = self.record
         if isinstance(event, RunStarted):
             rec.update(
+                source=event.source,
+                built_at=event.built_at,
+                ok=None,  # until RunFinished: a record without an outcome is a run that died
                 run_id=event.run_id,
                 action=event.action,
                 env=event.env,
@@ -39,6 +42,7 @@ class RunRecorder:
             )
             for host in event.hosts:
                 rec["hosts"].setdefault(host, {"steps": []})
+            self.write()  # so that even a run killed outright leaves a record to resume
         elif isinstance(event, StepFinished):
             rec["hosts"].setdefault(event.host, {"steps": []})["steps"].append(
                 {
