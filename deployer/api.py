@@ -76,7 +76,9 @@ class Loaded:
     playbook: Playbook
     hosts: tuple[Host, ...]
 
-    def plan(self, release_id: str, run_id: str) -> DeployPlan:
+    def plan(self, release_id: str, run_id: str, *, render_files: bool = True) -> DeployPlan:
+        """The plan for one release. Without `render_files` (nothing is uploaded: status,
+        unlock, rollback) templates are not rendered and secrets not resolved."""
         return build_plan(
             self.playbook,
             self.hosts,
@@ -85,6 +87,8 @@ class Loaded:
             run_id=run_id,
             templates_dir=self.project.templates,
             inventory=self.inventory,
+            project_root=self.project.root,
+            render_files=render_files,
         )
 
 
@@ -249,13 +253,19 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
     bus = _bus(options, loaded.project.runs)
     runner = _runner(loaded, options, bus)
     try:
-        return run_rollback(lambda rid: loaded.plan(rid, run_id), runner, bus, run_id=run_id, to=to)
+        return run_rollback(
+            lambda rid: loaded.plan(rid, run_id, render_files=False),
+            runner,
+            bus,
+            run_id=run_id,
+            to=to,
+        )
     finally:
         runner.close()
 
 
 def _read_only_plans(loaded: Loaded) -> tuple[HostPlan, ...]:
-    return loaded.plan(PLACEHOLDER_RELEASE, new_run_id()).hosts
+    return loaded.plan(PLACEHOLDER_RELEASE, new_run_id(), render_files=False).hosts
 
 
 def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[HostStatus]:

@@ -75,16 +75,7 @@ def deploy(
             plan = _without_skipped(plan, state, runner)
             hosts = list(plan.hosts)
     except DeployerError as exc:
-        bus.emit(
-            RunFinished(
-                run_id=plan.run_id,
-                action="deploy",
-                ok=False,
-                duration=time.monotonic() - started,
-                releases={},
-                message=exc.message,
-            )
-        )
+        _finished(bus, plan, started, {}, ok=False, message=exc.message)
         raise
     state.on = {name: f.current for name, f in state.facts.items()}
     # A host already on this release (resuming) reverts to the last one its history trusts.
@@ -109,16 +100,7 @@ def deploy(
                 )
             )
         _finish_failed(plan, runner, state, bus, interrupted=True)
-        bus.emit(
-            RunFinished(
-                run_id=plan.run_id,
-                action="deploy",
-                ok=False,
-                duration=time.monotonic() - started,
-                releases=dict(state.on),
-                message="interrupted",
-            )
-        )
+        _finished(bus, plan, started, dict(state.on), ok=False, message="interrupted")
         raise
     except DeployerError as exc:
         _finish_failed(plan, runner, state, bus)
@@ -133,29 +115,12 @@ def deploy(
             )
         )
         error.releases = dict(state.on)
-        bus.emit(
-            RunFinished(
-                run_id=plan.run_id,
-                action="deploy",
-                ok=False,
-                duration=time.monotonic() - started,
-                releases=dict(state.on),
-                message=error.message,
-            )
-        )
+        _finished(bus, plan, started, dict(state.on), ok=False, message=error.message)
         run_hooks(runner, plan, "on_failure", hosts, best_effort=True)
         raise error from None
     _finish_ok(plan, runner, state)
     ok = not state.failed
-    bus.emit(
-        RunFinished(
-            run_id=plan.run_id,
-            action="deploy",
-            ok=ok,
-            duration=time.monotonic() - started,
-            releases=dict(state.on),
-        )
-    )
+    _finished(bus, plan, started, dict(state.on), ok=ok)
     if not ok:
         failed = DeployFailed(
             f"deploy of {plan.release_id} finished, but {len(state.failed)} host(s) failed within"
@@ -167,6 +132,27 @@ def deploy(
         failed.exit_code = 3
         raise failed
     return dict(state.on)
+
+
+def _finished(
+    bus: EventBus,
+    plan: DeployPlan,
+    started: float,
+    releases: dict[str, str | None],
+    *,
+    ok: bool,
+    message: str = "",
+) -> None:
+    bus.emit(
+        RunFinished(
+            run_id=plan.run_id,
+            action="deploy",
+            ok=ok,
+            duration=time.monotonic() - started,
+            releases=releases,
+            message=message,
+        )
+    )
 
 
 def _without_skipped(plan: DeployPlan, state: DeployState, runner: Runner) -> DeployPlan:

@@ -1,5 +1,8 @@
 """The dry run: the plan and the exact remote scripts each host would run, printed. Builds
-the same `Script` objects the real run sends, so what is shown is what would run."""
+the same `Script` objects the real run sends, so what is shown is what would run.
+
+Rendered templates are listed by path, mode and size, never shown: they may hold secrets,
+which is also why they travel on stdin and not in the scripts printed here."""
 
 from __future__ import annotations
 
@@ -55,6 +58,9 @@ def describe(plan: DeployPlan, release: Release) -> str:
             out.append(f"   health: GET {hp.health_url}")
         if hp.health_command:
             out.append(f"   health: {hp.health_command}")
+        for f in hp.host_files.files:
+            where = f"shared/{f.dest}" if f.shared else f.dest
+            out.append(f"   template: {where} mode {f.mode:04o}, {len(f.content)} bytes")
         for script in steps:
             stdin = f"  [stdin: {script.stdin.size} bytes]" if script.stdin.segments else ""
             out.append(f"-- {script.step}{stdin}")

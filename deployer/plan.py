@@ -4,19 +4,18 @@ printed, and every decision is unit-testable."""
 
 from __future__ import annotations
 
-import io
 import math
 import posixpath
-import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer.config.model import Host, Inventory, Playbook
-from deployer.config.render import host_variables, render, render_file
+from deployer.config.model import Host, Inventory, Playbook, TemplateFile
+from deployer.config.render import FileSecrets, host_variables, render, render_file
 from deployer.errors import ConfigError
-from deployer.remote.scripts import Layout
+from deployer.remote.scripts import HostFiles, Layout, RenderedFile
+from deployer.secrets import Secret, resolve_secrets
 
 T = TypeVar("T")
 
@@ -70,7 +69,8 @@ class HostPlan:
     migrate: str | None
     health_url: str | None
     health_command: str | None
-    host_files: bytes  # tar of this host's rendered templates, b"" if none
+    # Rendered templates: may hold secrets, so never in a repr or a traceback.
+    host_files: HostFiles = field(repr=False)
     hooks: Mapping[str, tuple[tuple[str, str], ...]]  # point -> ((where, command), ...)
 
     @property
@@ -87,6 +87,8 @@ class DeployPlan:
     batches: tuple[tuple[str, ...], ...]
     migrate_host: str | None
     playbook: Playbook
+    # The resolved values, for whoever needs them (they print as *** anyway).
+    secrets: Mapping[str, Secret] = field(default_factory=dict, repr=False)
 
     def without(self, names: set[str]) -> DeployPlan:
         """The plan minus some hosts (skipped as unreachable); empty batches dropped."""
@@ -115,9 +117,21 @@ def build_plan(
     templates_dir: Path,
     extra_vars: Mapping[str, object] | None = None,
     inventory: Inventory | None = None,
+    secrets: Mapping[str, Secret] | None = None,
+    project_root: Path | None = None,
+    render_files: bool = True,
 ) -> DeployPlan:
     """Render the playbook for every selected host and cut the rollout into batches.
-    Undefined variables fail here, with file, line and key, before anything connects."""
+    Undefined variables fail here, with file, line and key, before anything connects.
+
+    Secrets are resolved here, on this machine, once per plan, unless given (`secrets`); their
+    commands run in `project_root` (default: the directory holding templates/). Without
+    `render_files` (status, unlock, rollback: nothing is uploaded) templates are not rendered
+    and secrets are not resolved, so those work without the secret store at hand."""
+    if not render_files:
+        secrets = {}
+    elif secrets is None:
+        secrets = resolve_secrets(playbook.secrets, project_root or templates_dir.parent)
     host_plans = tuple(
         _plan_host(
             playbook,
@@ -127,6 +141,7 @@ def build_plan(
             templates_dir=templates_dir,
             extra=extra_vars or {},
             inventory=inventory,
+            secrets=secrets if render_files else None,
         )
         for host in hosts
     )
@@ -140,6 +155,7 @@ def build_plan(
         batches=tuple(tuple(b) for b in batches),
         migrate_host=migrate_host,
         playbook=playbook,
+        secrets=secrets,
     )
 
 
@@ -152,6 +168,7 @@ def _plan_host(
     templates_dir: Path,
     extra: Mapping[str, object],
     inventory: Inventory | None,
+    secrets: Mapping[str, Secret] | None,
 ) -> HostPlan:
     base = {**extra, "release_id": release_id, "env": env, "deploy_env": env}
     variables = host_variables(host, playbook, base, inventory=inventory)
@@ -192,26 +209,42 @@ def _plan_host(
         migrate=render(playbook.migrate.command, variables) if playbook.migrate else None,
         health_url=render(health.http.url, variables).strip() if health.http else None,
         health_command=render(health.command, variables) if health.command else None,
-        host_files=_render_host_files(playbook, templates_dir, variables),
+        host_files=(
+            _render_host_files(playbook, templates_dir, variables, secrets)
+            if secrets is not None
+            else HostFiles()
+        ),
         hooks=hooks,
     )
 
 
 def _render_host_files(
-    playbook: Playbook, templates_dir: Path, variables: Mapping[str, object]
-) -> bytes:
-    if not playbook.templates:
-        return b""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for item in playbook.templates:
-            content = render_file(templates_dir / item.src, variables).encode()
-            info = tarfile.TarInfo(item.dest.lstrip("/"))
-            info.size = len(content)
-            info.mode = item.mode
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
+    playbook: Playbook,
+    templates_dir: Path,
+    variables: Mapping[str, object],
+    secrets: Mapping[str, Secret],
+) -> HostFiles:
+    files: list[RenderedFile] = []
+    for item in playbook.templates:
+        used: set[str] = set()
+        content = render_file(templates_dir / item.src, variables, FileSecrets(secrets, used))
+        if used and item.mode & 0o007:
+            raise _world_readable(item, sorted(used))
+        files.append(RenderedFile(item.dest, item.mode, content.encode(), shared=item.shared))
+    return HostFiles.pack(files)
+
+
+def _world_readable(item: TemplateFile, used: list[str]) -> ConfigError:
+    """A secret in a file every local user can read (or rewrite) is a leak: refuse it here."""
+    where = item.where
+    return ConfigError(
+        f"{item.src} renders secret(s) {', '.join(used)} into a file open to every user"
+        f" on the host (mode {item.mode:04o})",
+        file=where.file if where else None,
+        line=where.line if where else None,
+        key_path=where.key_path.removesuffix("src") + "mode" if where else None,
+        hint='set mode: "0600" (or "0640" for a group the app runs as)',
+    )
 
 
 def _migrate_host(playbook: Playbook, hosts: Sequence[Host]) -> str | None:

@@ -21,6 +21,7 @@ from deployer.events import EventBus, StepFinished, StepStarted, UploadProgress
 from deployer.remote.scripts import MARK
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result, Transport
+from deployer.secrets import redact
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,7 +80,9 @@ def last_substep(output: str, default: str) -> str:
 
 
 def output_tail(output: str, lines: int = OUTPUT_TAIL_LINES) -> str:
-    kept = [line for line in output.splitlines() if not line.startswith(MARK)]
+    """The last lines of a step's output, secrets masked: what events and errors carry.
+    Masked before cutting, so a secret split by the cut cannot show its second half."""
+    kept = [line for line in redact(output).splitlines() if not line.startswith(MARK)]
     return "\n".join(kept[-lines:])
 
 
@@ -130,15 +133,16 @@ class Runner:
                     step=script.step,
                     ok=False,
                     duration=time.monotonic() - started,
-                    error=str(exc),
+                    error=redact(str(exc)),
                 )
             )
             raise
         tail = output_tail(result.output)
         if not result.ok:
             sub = last_substep(result.output, script.step)
+            # Output is what a host printed: it may echo a secret it read from a file.
             error = RemoteCommandError(
-                host.name, sub, result.exit_code, tail, full_output=result.output
+                host.name, sub, result.exit_code, tail, full_output=redact(result.output)
             )
             self.bus.emit(
                 StepFinished(

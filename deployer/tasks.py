@@ -19,6 +19,7 @@ from deployer import api
 from deployer.errors import DeployerError
 from deployer.events import Subscriber
 from deployer.reporters import JsonLinesReporter, TerminalReporter
+from deployer.secrets import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,7 +52,7 @@ def _handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DeployerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             print(

@@ -89,8 +89,22 @@ class Shared:
 @dataclass(frozen=True)
 class TemplateFile:
     src: str  # path under templates/
-    dest: str  # path relative to the release directory
+    dest: str  # path relative to the release directory, or to shared/ when `shared`
     mode: int = 0o644
+    where: Location | None = None
+    # Written to <deploy_to>/shared/<dest> (replaced whole, never edited in place) and linked
+    # into each release at <dest>, like shared.files: where an app's env file with secrets goes.
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where one secret's value comes from on this machine (never the value: that is a
+    `deployer.secrets.Secret`, resolved at plan time). Exactly one of `env` and `command`."""
+
+    name: str  # as templates use it: {{ secrets.NAME }}
+    env: str | None = None  # an environment variable of the deploying process
+    command: str | None = None  # run with bash in the project root; stdout is the value
     where: Location | None = None
 
 
@@ -172,3 +186,4 @@ class Playbook:
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)  # keys from HOOK_POINTS
     connection: Connection = Connection()
     vars: Mapping[str, Any] = field(default_factory=dict)  # defaults below inventory vars
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)  # name -> source

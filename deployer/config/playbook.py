@@ -19,6 +19,7 @@ from deployer.config.model import (
     HttpCheck,
     Migrate,
     Playbook,
+    SecretSource,
     Shared,
     Source,
     Strategy,
@@ -45,11 +46,13 @@ _TOP_KEYS = (
     "hooks",
     "connection",
     "vars",
+    "secrets",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
 _OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
 _NOT_YET = ("canary", "blue_green")
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load_playbook(path: Path) -> Playbook:
@@ -76,15 +79,18 @@ def parse_playbook(text: str, path: str) -> Playbook:
     keep, shared, templates = section("keep_releases"), section("shared"), section("templates")
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
-    variables = section("vars")
+    variables, secrets = section("vars"), section("secrets")
+    shared_paths = _shared(shared) if shared else Shared()
+    template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
+    _check_template_dests(template_files, shared_paths)
     return Playbook(
         path=path,
         application=application,
         deploy_to=deploy_to,
         source=_source(fields["source"]),
         keep_releases=keep.integer(minimum=1) if keep else 5,
-        shared=_shared(shared) if shared else Shared(),
-        templates=tuple(_template_file(item) for item in templates.items()) if templates else (),
+        shared=shared_paths,
+        templates=template_files,
         migrate=_migrate(migrate) if migrate else None,
         restart=_template(restart) if restart else None,
         health=_health(health) if health else Health(),
@@ -92,6 +98,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         hooks=_hooks(hooks) if hooks else {},
         connection=_connection(connection) if connection else Connection(),
         vars=_vars(variables) if variables else {},
+        secrets=_secrets(secrets) if secrets else {},
     )
 
 
@@ -173,14 +180,34 @@ def _shared(node: Node) -> Shared:
 
 
 def _template_file(node: Node) -> TemplateFile:
-    fields = _fields(node, ("src", "dest", "mode"), required=("src", "dest"))
-    mode = fields.get("mode")
+    fields = _fields(node, ("src", "dest", "mode", "shared"), required=("src", "dest"))
+    mode, shared = fields.get("mode"), fields.get("shared")
     return TemplateFile(
         src=_relative(fields["src"]),
         dest=_relative(fields["dest"]),
         mode=_mode(mode) if mode else 0o644,
         where=fields["src"].location(),
+        shared=shared.boolean() if shared else False,
     )
+
+
+def _check_template_dests(templates: tuple[TemplateFile, ...], shared: Shared) -> None:
+    """A release template at or under a shared path would be replaced by the shared link
+    right after it is written, silently: refuse it and point at `shared: true`."""
+    for template in templates:
+        if template.shared:
+            continue
+        for path in (*shared.dirs, *shared.files):
+            if template.dest == path or template.dest.startswith(path + "/"):
+                where = template.where
+                raise ConfigError(
+                    f"dest {template.dest!r} is under the shared path {path!r}, so the link to"
+                    " shared/ would hide it",
+                    file=where.file if where else None,
+                    line=where.line if where else None,
+                    key_path=where.key_path.removesuffix("src") + "dest" if where else None,
+                    hint="add `shared: true` to write it into shared/ instead",
+                )
 
 
 def _mode(node: Node) -> int:
@@ -331,6 +358,33 @@ def _connection(node: Node) -> Connection:
         connect_timeout=connect.number(positive=True) if connect else defaults.connect_timeout,
         command_timeout=command.number(positive=True) if command else defaults.command_timeout,
     )
+
+
+def _secrets(node: Node) -> dict[str, SecretSource]:
+    """`NAME: {env: VAR}` or `NAME: {command: "..."}`. Only where a value comes from is read
+    here; the values are read at plan time (`deployer.secrets.resolve_secrets`)."""
+    result: dict[str, SecretSource] = {}
+    hint = 'write NAME: {env: VARIABLE} or NAME: {command: "sops -d ... | jq -r ..."}'
+    for name, child in node.mapping(hint=hint).items():
+        if not name.isidentifier():
+            raise child.error(
+                "not a valid secret name", hint="use letters, digits and '_', as in DB_PASSWORD"
+            )
+        if not isinstance(child.value, dict):
+            raise child.expected("a mapping", hint)
+        fields = _fields(child, ("env", "command"))
+        if len(fields) != 1:
+            raise child.error("expected exactly one of 'env' or 'command'", hint=hint)
+        env, command = fields.get("env"), fields.get("command")
+        if env is not None and not _ENV_VAR.fullmatch(env.text()):
+            raise env.error(f"not an environment variable name: {env.value!r}")
+        result[name] = SecretSource(
+            name=name,
+            env=env.text() if env else None,
+            command=command.text() if command else None,
+            where=child.location(),
+        )
+    return result
 
 
 def _vars(node: Node) -> dict[str, Any]:

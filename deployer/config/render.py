@@ -3,26 +3,50 @@
 One shared environment: StrictUndefined (a missing variable is an error, never ""), no
 autoescaping (the output is shell commands and config files, not HTML). Variables whose
 values are themselves templates are rendered when first used, as Ansible does.
+
+`secrets` is a name the deployer owns: in files under templates/ it gives each declared
+secret's value; in config strings (commands, URLs, paths, hooks) any use of it is an error,
+since those strings end up on a remote command line, in `ps`, and in the dry run.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import jinja2
 
 from deployer.config.model import Host, Inventory, Location, Playbook, Template
 from deployer.config.yamlfile import display_path, read_text
 from deployer.errors import ConfigError
+from deployer.secrets import redact
 
-__all__ = ["check_template", "check_template_file", "host_variables", "render", "render_file"]
+if TYPE_CHECKING:
+    from deployer.secrets import Secret
+
+__all__ = [
+    "FileSecrets",
+    "SecretInCommandError",
+    "check_template",
+    "check_template_file",
+    "host_variables",
+    "render",
+    "render_file",
+]
 
 UNDEFINED_HINT = "define it in the inventory vars or the playbook's vars:"
+SECRETS_IN_COMMANDS = (
+    "secrets cannot be used in commands: they would be visible on the remote command line;"
+    " use them in a template file instead"
+)
+SECRETS_IN_COMMANDS_HINT = (
+    "render the value into a file under templates/ (e.g. an env file with shared: true and"
+    ' mode: "0600") and have the command read that file'
+)
 
 # The output is shell commands and config files, not HTML: escaping would corrupt it.
 _ENV = jinja2.Environment(
@@ -49,6 +73,69 @@ class _VariableError(Exception):
         self.reason = reason
         self.hint = hint
         self.cycle = cycle
+
+
+class SecretInCommandError(jinja2.exceptions.SecurityError):
+    """`secrets` was used in a config string: it would travel on a command line."""
+
+
+class UndefinedSecretError(jinja2.exceptions.UndefinedError):
+    """A template file named a secret the playbook does not declare."""
+
+
+class _ForbiddenSecrets:
+    """`secrets` as config strings see it: every way of reading it raises."""
+
+    def _refuse(self, *_: object) -> NoReturn:
+        raise SecretInCommandError(SECRETS_IN_COMMANDS)
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name.startswith("__"):  # Jinja and markupsafe probe dunders such as __html__
+            raise AttributeError(name)
+        self._refuse()
+
+    __getitem__ = __str__ = __iter__ = __bool__ = __len__ = __contains__ = _refuse
+
+
+class FileSecrets:
+    """`secrets` as template files see it: `secrets.NAME` is the declared secret's plain value.
+
+    Not a Mapping on purpose, so variable expansion never treats the values as templates; and
+    every non-dunder attribute is a secret name, so no secret can be shadowed by a method.
+    The names read are added to `record`, so the plan can refuse to put a secret into a
+    world-readable file.
+    """
+
+    def __init__(
+        self, secrets: Mapping[str, Secret] | None = None, record: set[str] | None = None
+    ) -> None:
+        object.__setattr__(self, "_secrets", dict(secrets or {}))
+        object.__setattr__(self, "_record", record if record is not None else set())
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("__"):  # Jinja and markupsafe probe dunders such as __html__
+            return object.__getattribute__(self, name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> str:
+        secrets: dict[str, Secret] = object.__getattribute__(self, "_secrets")
+        secret = secrets.get(name)
+        if secret is None:
+            declared = ", ".join(sorted(secrets)) or "none"
+            raise UndefinedSecretError(f"undefined secret '{name}' (declared: {declared})")
+        object.__getattribute__(self, "_record").add(name)
+        return secret.reveal()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(object.__getattribute__(self, "_secrets")))
+
+    def __str__(self) -> str:
+        return f"<secrets: {', '.join(self)}>"
+
+    __repr__ = __str__
+
+
+_FORBIDDEN = _ForbiddenSecrets()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -79,7 +166,7 @@ def render(template: Template, variables: Mapping[str, Any]) -> str:
     except jinja2.TemplateSyntaxError as exc:
         raise _error_at(template.where, f"template syntax error: {exc.message}") from None
     try:
-        return _run(compiled, _LazyVariables(variables))
+        return _run(compiled, _LazyVariables(variables, _FORBIDDEN))
     except _VariableError as exc:
         raise _error_at(template.where, _in_variable(exc), exc.hint) from None
     except Exception as exc:  # any failure inside Jinja is a config problem here
@@ -87,11 +174,14 @@ def render(template: Template, variables: Mapping[str, Any]) -> str:
         raise _error_at(template.where, reason, hint) from None
 
 
-def render_file(path: Path, variables: Mapping[str, Any]) -> str:
-    """Render a file under templates/; errors name the file and the line inside it."""
+def render_file(
+    path: Path, variables: Mapping[str, Any], secrets: FileSecrets | None = None
+) -> str:
+    """Render a file under templates/; errors name the file and the line inside it.
+    The only place a secret's value is revealed: `{{ secrets.NAME }}`."""
     compiled, shown, text = _compile_file(path)
     try:
-        return _run(compiled, _LazyVariables(variables))
+        return _run(compiled, _LazyVariables(variables, secrets or FileSecrets()))
     except _VariableError as exc:
         # Jinja looks names up when a template starts, so the traceback points at line 1;
         # the first use of the variable in the source is where the operator should look.
@@ -146,9 +236,10 @@ class _LazyVariables(dict[str, Any]):
     raw and cheap; only a lookup by name (`self[key]`) renders.
     """
 
-    def __init__(self, variables: Mapping[str, Any]) -> None:
+    def __init__(self, variables: Mapping[str, Any], secrets: object) -> None:
         super().__init__(_ENV.globals)  # range, dict, namespace, ...
         self.update(variables)
+        self["secrets"] = secrets  # ours, whatever an inventory calls `secrets`
         self._resolved: dict[str, Any] = {}
         self._resolving: list[str] = []
 
@@ -198,6 +289,17 @@ def _run(compiled: jinja2.Template, variables: _LazyVariables) -> str:
 
 
 def _explain(exc: BaseException) -> tuple[str, str | None]:
+    # Jinja's messages quote values (`'dict object' has no attribute '<key>'`), and a key or a
+    # filter's argument may be a revealed secret: mask them.
+    reason, hint = _reason(exc)
+    return redact(reason), hint
+
+
+def _reason(exc: BaseException) -> tuple[str, str | None]:
+    if isinstance(exc, SecretInCommandError):
+        return SECRETS_IN_COMMANDS, SECRETS_IN_COMMANDS_HINT
+    if isinstance(exc, UndefinedSecretError):
+        return exc.message or "undefined secret", "declare it under secrets: in the playbook"
     if isinstance(exc, jinja2.UndefinedError):
         match = _UNDEFINED.match(exc.message or "")
         if match:

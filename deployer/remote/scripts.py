@@ -15,9 +15,11 @@ switch (+ restart), finish (history + prune + unlock); plus one migrate on one h
 
 from __future__ import annotations
 
+import io
 import posixpath
+import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deployer.remote.shell import Raw, Script, Stdin, cmd, lines, q
 
@@ -66,6 +68,47 @@ class Layout:
 
     def release(self, release_id: str) -> str:
         return posixpath.join(self.releases, release_id)
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One rendered template. Its content may hold secrets: it travels only on stdin."""
+
+    dest: str  # relative to the release, or to shared/ when `shared`
+    mode: int
+    content: bytes = field(repr=False)
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """A host's rendered templates as the stage session receives them: the release's in one
+    tar, each shared one as its own stdin segment."""
+
+    files: tuple[RenderedFile, ...] = ()
+    tar: bytes = field(default=b"", repr=False)  # the files that are not `shared`
+
+    @classmethod
+    def pack(cls, files: Sequence[RenderedFile]) -> HostFiles:
+        in_release = [f for f in files if not f.shared]
+        if not in_release:
+            return cls(tuple(files))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for item in in_release:
+                info = tarfile.TarInfo(item.dest)
+                info.size = len(item.content)
+                info.mode = item.mode
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(item.content))
+        return cls(tuple(files), buf.getvalue())
+
+    @property
+    def shared(self) -> tuple[RenderedFile, ...]:
+        return tuple(f for f in self.files if f.shared)
+
+    def __bool__(self) -> bool:
+        return bool(self.tar or self.shared)
 
 
 def _or_explain(command: str, what: str, where: str) -> str:
@@ -186,7 +229,7 @@ def stage(
     archive: object,
     archive_size: int,
     archive_sha256: str,
-    host_files: bytes,
+    host_files: HostFiles | bytes,
     shared_dirs: Sequence[str],
     shared_files: Sequence[str],
     base: str | None = None,
@@ -230,21 +273,12 @@ def stage(
         _step("verify_tree"),
         f"(cd {q(tree)} && sha256sum -c --quiet MANIFEST)",
     ]
+    if isinstance(host_files, bytes):  # a bare tar of release files, modes left owner-only
+        host_files = HostFiles(tar=host_files)
     if host_files:
         body += [
             _step("templates"),
-            cmd(
-                "head",
-                "-c",
-                len(host_files),
-                Raw("|"),
-                "tar",
-                "-xf",
-                "-",
-                "-C",
-                tree,
-                "--no-same-owner",
-            ),
+            *_templates(layout, tree, run_id, host_files, shared_dirs, shared_files),
         ]
     if shared_dirs or shared_files:
         body.append(_step("link_shared"))
@@ -289,9 +323,65 @@ def stage(
     segments: list[object] = [archive]
     if base is not None:
         segments.append(link_list)
-    if host_files:
-        segments.append(host_files)
+    if host_files.tar:
+        segments.append(host_files.tar)
+    segments.extend(f.content for f in host_files.shared)
     return Script(step="stage", lines=tuple(body), stdin=Stdin(tuple(segments)))  # type: ignore[arg-type]
+
+
+def _templates(
+    layout: Layout,
+    tree: str,
+    run_id: str,
+    files: HostFiles,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+) -> list[str]:
+    """Write rendered templates so that none is readable by others for even a moment: each is
+    created under umask 077 (tar told not to restore the archived mode), and only the files
+    meant to be wider, which hold no secret, are chmod-ed afterwards. Shared ones are written
+    to a temporary name beside their target and renamed over it, so the live app never reads
+    half a file, and linked into the release like shared.files."""
+    out: list[str] = []
+    if files.tar:
+        in_release = [f for f in files.files if not f.shared]
+        # Parent directories hold nothing secret: made with the usual umask, like the release's.
+        parents = sorted({posixpath.dirname(f.dest) for f in in_release} - {""})
+        if parents:
+            out.append(cmd("mkdir", "-p", *(posixpath.join(tree, p) for p in parents)))
+        extract = cmd(
+            "head", "-c", len(files.tar), Raw("|"), "tar", "-xf", "-", "-C", tree,
+            "--no-same-owner", "--no-same-permissions",
+        )  # fmt: skip
+        out.append(f"(umask 077 && {extract})")
+        out += [
+            cmd("chmod", f"{f.mode:04o}", posixpath.join(tree, f.dest))
+            for f in in_release
+            if f.mode & ~0o700  # wider than owner-only (what umask 077 left)
+        ]
+    for f in files.shared:
+        target = posixpath.join(layout.shared, f.dest)
+        folder, name = posixpath.split(target)
+        tmp = posixpath.join(folder, f".{name.lstrip('.')}.tmp-{run_id}")
+        size = len(f.content)
+        write = f'head -c {size} > {q(tmp)} && [ "$(stat -c %s {q(tmp)})" = {size} ]'
+        failed = cmd("echo", f"writing {target} failed (short read or full disk)", Raw(">&2"))
+        out += [
+            cmd("mkdir", "-p", folder),
+            f"(umask 077 && {write}) || {{ rm -f {q(tmp)}; {failed}; exit 1; }}",
+        ]
+        if f.mode != 0o600:  # the mode the redirect created it with under umask 077
+            out.append(cmd("chmod", f"{f.mode:04o}", tmp))
+        out.append(cmd("mv", "-fT", tmp, target))
+        linked = f.dest in shared_files or any(
+            f.dest == d or f.dest.startswith(d + "/") for d in shared_dirs
+        )
+        if not linked:
+            link = posixpath.join(tree, f.dest)
+            if posixpath.dirname(f.dest):
+                out.append(cmd("mkdir", "-p", posixpath.dirname(link)))
+            out += [cmd("rm", "-rf", link), cmd("ln", "-s", target, link)]
+    return out
 
 
 def migrate(layout: Layout, release_id: str, command: str, env: Mapping[str, str]) -> Script:

@@ -8,6 +8,7 @@ import threading
 from typing import IO, Any
 
 from deployer.events import Event
+from deployer.secrets import redact_event
 
 
 def event_dict(event: Event) -> dict[str, Any]:
@@ -21,6 +22,7 @@ class JsonLinesReporter:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
+        event = redact_event(event)  # whoever emitted it, no secret gets out
         data = event_dict(event)
         if not self.verbose:
             data.pop("command", None)

@@ -18,6 +18,7 @@ from deployer.events import (
     StepFinished,
 )
 from deployer.reporters.jsonlines import event_dict
+from deployer.secrets import redact_event
 
 
 class RunRecorder:
@@ -27,6 +28,7 @@ class RunRecorder:
         self.path: Path | None = None
 
     def __call__(self, event: Event) -> None:
+        event = redact_event(event)  # whoever emitted it, no secret gets out
         rec = self.record
         if isinstance(event, RunStarted):
             rec.update(

@@ -17,6 +17,7 @@ from deployer.events import (
     StepStarted,
     UploadProgress,
 )
+from deployer.secrets import redact_event
 
 
 def _size(n: float) -> str:
@@ -40,6 +41,7 @@ class TerminalReporter:
             self.stream.flush()
 
     def __call__(self, event: Event) -> None:
+        event = redact_event(event)  # whoever emitted it, no secret gets out
         if isinstance(event, RunStarted):
             self._width = max([8, *(len(h) for h in event.hosts)])
             batches = f", {len(event.batches)} batch(es)" if event.batches else ""

@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from deployer.errors import ConfigError
 from deployer.events import BatchFinished, BatchStarted, Event, RunFinished, RunStarted
 from deployer.runner import operator
+from deployer.secrets import redact_event
 
 __all__ = ["WebhookReporter", "webhook_target"]
 
@@ -102,7 +103,7 @@ class WebhookReporter:
     def __call__(self, event: Event) -> None:
         # Runs inside the orchestrator's emit: it must neither raise nor wait.
         try:
-            payload = self._payload(event)
+            payload = self._payload(redact_event(event))
             if payload is not None and not self._closed:
                 self._queue.put_nowait(payload)
         except queue.Full:

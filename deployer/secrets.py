@@ -1,0 +1,226 @@
+"""Secrets: resolved on this machine at plan time, held in a type that prints as `***`, and
+masked in everything the deployer shows. Must never put a value on a command line, in an
+environment variable, in a repr or in output; values reach hosts only inside the stage
+session's stdin (see `deployer.remote.scripts.stage`).
+
+Every `Secret` ever created registers its value with a process-wide mask list, so output
+redaction (`redact`, `redact_event`) cannot be forgotten by whoever wires a run together:
+the same idea as a CI's `add-mask`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hmac
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from deployer.errors import ConfigError
+
+if TYPE_CHECKING:  # the config package imports this module (render.py): no cycle at runtime
+    from deployer.config.model import SecretSource
+
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "MASK",
+    "Secret",
+    "redact",
+    "redact_event",
+    "resolve_secrets",
+]
+
+MASK = "***"
+COMMAND_TIMEOUT = 30.0  # seconds per `command:` source; read at call time so tests can shorten it
+MIN_SUBSTRING = 4  # shorter values are masked only where they are a whole line: "ab" is everywhere
+STDERR_TAIL_LINES = 10
+
+E = TypeVar("E")
+
+
+class Secret:
+    """A secret value. Prints, formats and reprs as `***`; `.reveal()` is the only way out.
+
+    Deliberately not a `str` subclass: slicing, `+`, `.upper()` or `json.dumps` would all hand
+    back the plain value. Here they fail or show `***` instead.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        _register(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        return format(MASK, spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Secret:
+        return self  # immutable; and dataclasses.asdict deep-copies field values
+
+    def __reduce__(self) -> NoReturn:
+        # A pickle is a file or a socket waiting to happen; nothing here needs one.
+        raise TypeError("a Secret cannot be pickled")
+
+
+# ---------------------------------------------------------------- resolving
+
+
+def resolve_secrets(sources: Mapping[str, SecretSource], project_root: Path) -> dict[str, Secret]:
+    """Every declared secret's value, read here (never on a host). A missing or empty value is
+    a ConfigError at the secret's playbook line: an empty password is almost always a CI
+    secret that was never mapped, not a real one."""
+    return {name: _resolve(source, project_root) for name, source in sources.items()}
+
+
+def _resolve(source: SecretSource, root: Path) -> Secret:
+    if source.env is not None:
+        value = os.environ.get(source.env)
+        if not value:
+            state = "is not set" if value is None else "is empty"
+            raise _error(
+                source,
+                f"secret '{source.name}': environment variable {source.env} {state}",
+                hint=f"export {source.env}, or in CI map it from the secret store"
+                f" (GitHub Actions: env: {{{source.env}: ${{{{ secrets.{source.env} }}}}}})",
+            )
+        return Secret(value)
+    assert source.command is not None
+    return Secret(_run_command(source, root))
+
+
+def _run_command(source: SecretSource, root: Path) -> str:
+    """Run the source's command with bash in the project root. Its stdout is the value and is
+    never shown, not even when the command fails; stderr's tail is, to say why."""
+    assert source.command is not None
+    timeout = COMMAND_TIMEOUT
+    what = f"secret '{source.name}': command"
+    try:
+        with subprocess.Popen(
+            ["bash", "-c", source.command],
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, so a timeout kills its children
+        ) as process:
+            try:
+                out, err = process.communicate(timeout=timeout)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                raise
+    except subprocess.TimeoutExpired as exc:
+        message = f"{what} did not finish within {timeout:g}s{_tail(exc.stderr)}"
+        raise _error(source, message) from None
+    except OSError as exc:
+        raise _error(source, f"{what} could not be started: {exc.strerror}") from None
+    if process.returncode != 0:
+        raise _error(source, f"{what} exited with code {process.returncode}{_tail(err)}")
+    try:
+        value = out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _error(source, f"{what} printed something that is not UTF-8 text") from None
+    value = value[:-1] if value.endswith("\n") else value  # `echo`'s newline is not the value
+    if not value:
+        raise _error(source, f"{what} printed nothing{_tail(err)}")
+    return value
+
+
+def _tail(stderr: bytes | None) -> str:
+    lines = (stderr or b"").decode("utf-8", "replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    return redact("".join(f"\n    {line}" for line in lines))
+
+
+def _error(source: SecretSource, message: str, hint: str | None = None) -> ConfigError:
+    where = source.where
+    if where is None:
+        return ConfigError(message, hint=hint)
+    return ConfigError(
+        message, file=where.file, line=where.line, key_path=where.key_path or None, hint=hint
+    )
+
+
+# ---------------------------------------------------------------- masking
+
+_masks: tuple[str, ...] = ()  # longest first, so a value containing another is masked whole
+_masks_lock = threading.Lock()
+
+
+def _register(value: str) -> None:
+    global _masks
+    # A multi-line value (a key file) is also masked line by line, since an output tail may
+    # hold only part of it; but not its short lines (a lone "}" is no secret).
+    lines = (line.strip() for line in value.splitlines()) if "\n" in value else ()
+    parts = {value, *(line for line in lines if len(line) >= MIN_SUBSTRING)}
+    with _masks_lock:
+        known = set(_masks)
+        new = {part for part in parts if part and part not in known}
+        if new:
+            _masks = tuple(sorted(known | new, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """`text` with every secret value this process has resolved replaced by `***`."""
+    masks = _masks
+    if not masks or not text:
+        return text
+    short: list[str] = []
+    for value in masks:
+        if len(value) >= MIN_SUBSTRING:
+            text = text.replace(value, MASK)
+        else:
+            short.append(value)
+    if short:
+        text = "\n".join(MASK if line.strip() in short else line for line in text.split("\n"))
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(item) for item in value)
+    return value
+
+
+def redact_event(event: E) -> E:
+    """An event (any dataclass) with every text in it redacted; the same object when nothing
+    needed masking. Reporters call this first, so no event reaches a screen, a file or a
+    webhook with a secret in it, whoever emitted it."""
+    if not _masks or not dataclasses.is_dataclass(event) or isinstance(event, type):
+        return event
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        cleaned = _redact_value(value)
+        if cleaned != value:
+            changes[f.name] = cleaned
+    # Events have no init=False fields; replace() keeps `at` and the rest as they were.
+    return dataclasses.replace(event, **changes) if changes else event
