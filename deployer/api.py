@@ -4,10 +4,11 @@ the orchestrator with a transport and reporters. Tasks call these and nothing de
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from deployer.release import Release, build_release, validate_release_id
 from deployer.remote.ssh import SSHTransport
 from deployer.remote.transport import Transport
 from deployer.reporters import RunRecorder
+from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id
 
@@ -125,6 +127,31 @@ def _bus(options: Options, record_dir: Path | None) -> EventBus:
     return bus
 
 
+@contextlib.contextmanager
+def _notifying(loaded: Loaded, bus: EventBus) -> Iterator[None]:
+    """Subscribe the playbook's webhook for the length of a run, then flush it (bounded)."""
+    notify = loaded.playbook.notify
+    if notify.webhook_url_env is None:
+        yield
+        return
+    url = os.environ.get(notify.webhook_url_env)
+    if not url:
+        where = notify.where
+        raise ConfigError(
+            f"environment variable {notify.webhook_url_env} is not set",
+            file=where.file if where else None,
+            line=where.line if where else None,
+            key_path="notify.webhook.url_env",
+            hint=f"export {notify.webhook_url_env}=<webhook URL> (in CI, from its secret store)",
+        )
+    webhook = WebhookReporter(url, timeout=notify.timeout)
+    bus.subscribe(webhook)
+    try:
+        yield
+    finally:
+        webhook.close(timeout=10)
+
+
 def _runner(loaded: Loaded, options: Options, bus: EventBus) -> Runner:
     conn = loaded.playbook.connection
     transport = options.transport or SSHTransport(
@@ -193,14 +220,15 @@ def deploy(
         bus = _bus(options, loaded.project.runs)
         runner = _runner(loaded, options, bus)
         try:
-            return run_deploy(
-                plan,
-                release,
-                runner,
-                bus,
-                skip_unreachable=skip_unreachable,
-                resume_from=resumed["run_id"] if resumed else None,
-            )
+            with _notifying(loaded, bus):
+                return run_deploy(
+                    plan,
+                    release,
+                    runner,
+                    bus,
+                    skip_unreachable=skip_unreachable,
+                    resume_from=resumed["run_id"] if resumed else None,
+                )
         finally:
             runner.close()
 
@@ -253,13 +281,14 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
     bus = _bus(options, loaded.project.runs)
     runner = _runner(loaded, options, bus)
     try:
-        return run_rollback(
-            lambda rid: loaded.plan(rid, run_id, render_files=False),
-            runner,
-            bus,
-            run_id=run_id,
-            to=to,
-        )
+        with _notifying(loaded, bus):
+            return run_rollback(
+                lambda rid: loaded.plan(rid, run_id, render_files=False),
+                runner,
+                bus,
+                run_id=run_id,
+                to=to,
+            )
     finally:
         runner.close()
 

@@ -156,6 +156,16 @@ class Connection:
     command_timeout: float = 600.0
 
 
+@dataclass(frozen=True)
+class Notify:
+    """Where run notifications go. The webhook URL is a secret (Slack's are): the playbook
+    names the environment variable that holds it, never the URL."""
+
+    webhook_url_env: str | None = None
+    timeout: float = 5.0
+    where: Location | None = None
+
+
 HOOK_POINTS = (
     "before_build",
     "after_build",
@@ -187,3 +197,4 @@ class Playbook:
     connection: Connection = Connection()
     vars: Mapping[str, Any] = field(default_factory=dict)  # defaults below inventory vars
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)  # name -> source
+    notify: Notify = Notify()

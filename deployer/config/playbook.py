@@ -18,6 +18,7 @@ from deployer.config.model import (
     Hook,
     HttpCheck,
     Migrate,
+    Notify,
     Playbook,
     SecretSource,
     Shared,
@@ -47,6 +48,7 @@ _TOP_KEYS = (
     "connection",
     "vars",
     "secrets",
+    "notify",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -79,7 +81,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     keep, shared, templates = section("keep_releases"), section("shared"), section("templates")
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
-    variables, secrets = section("vars"), section("secrets")
+    variables, secrets, notify = section("vars"), section("secrets"), section("notify")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
@@ -99,6 +101,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         connection=_connection(connection) if connection else Connection(),
         vars=_vars(variables) if variables else {},
         secrets=_secrets(secrets) if secrets else {},
+        notify=_notify(notify) if notify else Notify(),
     )
 
 
@@ -357,6 +360,26 @@ def _connection(node: Node) -> Connection:
         parallel=parallel.integer(minimum=1) if parallel else defaults.parallel,
         connect_timeout=connect.number(positive=True) if connect else defaults.connect_timeout,
         command_timeout=command.number(positive=True) if command else defaults.command_timeout,
+    )
+
+
+def _notify(node: Node) -> Notify:
+    """`notify: {webhook: {url_env: VAR, timeout: 5}}`."""
+    webhook = _fields(node, ("webhook",)).get("webhook")
+    if webhook is None:
+        return Notify()
+    fields = _fields(webhook, ("url_env", "timeout"), required=("url_env",))
+    name = fields["url_env"].text()
+    if not _ENV_VAR.fullmatch(name):
+        raise fields["url_env"].error(
+            f"expected an environment variable name, got {name!r}",
+            hint="the URL itself is a secret: put it in that variable, not in the playbook",
+        )
+    timeout = fields.get("timeout")
+    return Notify(
+        webhook_url_env=name,
+        timeout=timeout.number(positive=True) if timeout else Notify().timeout,
+        where=fields["url_env"].location(),
     )
 
 

@@ -1,0 +1,85 @@
+"""Notifications (issue 7): a deploy and a failed deploy post Slack-compatible JSON to a real
+webhook receiver on loopback; the URL comes from an environment variable, never the playbook."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from deployer.sandbox import Fleet
+from tests.integration.helpers import Project, break_on, make_project
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    received: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/SECRET", received
+    server.shutdown()
+
+
+@pytest.fixture
+def project(clean_fleet: Fleet, tmp_path: Path) -> Project:
+    p = make_project(tmp_path / "project", clean_fleet)
+    p.playbook(notify={"webhook": {"url_env": "DEPLOY_WEBHOOK_URL"}}, strategy={"serial": [2]})
+    return p
+
+
+def test_webhook_gets_start_success_failure_and_rollback(
+    project: Project, receiver: tuple[str, list[dict[str, object]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received = receiver
+    monkeypatch.setenv("DEPLOY_WEBHOOK_URL", url)
+    ok = project.invoke("deploy", "--env", "test")
+    assert ok.returncode == 0, ok.stderr
+    events = [m["deployer"]["event"] for m in received]  # type: ignore[index]
+    assert events == ["start", "success"]
+    success = received[-1]["deployer"]
+    assert success["env"] == "test" and success["release"] == project.current("web1")  # type: ignore[index]
+    assert sorted(success["hosts"]) == ["web1", "web2", "web3", "web4"]  # type: ignore[index]
+    assert "text" in received[-1]
+    received.clear()
+    (project.app / "VERSION_NOTE").write_text("bad\n")
+    break_on(project, ["web3"])
+    failed = project.invoke("deploy", "--env", "test")
+    assert failed.returncode == 1
+    events = [m["deployer"]["event"] for m in received]  # type: ignore[index]
+    assert events[0] == "start" and "failure" in events and "rollback" in events
+    # The URL is a secret: it is never printed.
+    assert "SECRET" not in failed.stdout + failed.stderr + ok.stdout + ok.stderr
+
+
+def test_missing_webhook_variable_fails_before_connecting(project: Project) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DEPLOY_WEBHOOK_URL"}
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("invoke")), "deploy", "--env", "test"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert "DEPLOY_WEBHOOK_URL is not set" in out.stderr
+    assert project.current("web1") is None
