@@ -8,9 +8,11 @@ import base64
 import contextlib
 import hashlib
 import os
+import shlex
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -35,6 +37,51 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    user: str | None
+
+
+def proxy_jump(host: Host) -> str | None:
+    """The host's jump host, `[user@]host[:port]`: `ssh_proxy_jump`, or a ProxyJump given in
+    Ansible's `ansible_ssh_common_args` (`-J x` or `-o ProxyJump=x`)."""
+    value = host.vars.get("ssh_proxy_jump")
+    if value:
+        return str(value)
+    args = shlex.split(str(host.vars.get("ansible_ssh_common_args") or ""))
+    for i, arg in enumerate(args):
+        if arg == "-J" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("-J") and len(arg) > 2:
+            return arg[2:]
+        option = ""
+        if arg == "-o" and i + 1 < len(args):
+            option = args[i + 1]
+        elif arg.startswith("-o"):
+            option = arg[2:]
+        key, _, val = option.partition("=")
+        if key.lower() == "proxyjump" and val:
+            return val
+    return None
+
+
+def parse_jump(spec: str) -> Endpoint:
+    """`[user@]host[:port]` (only one hop: chains of jump hosts are not supported)."""
+    if "," in spec:
+        raise TransportError(
+            spec, "only one jump host is supported", hint="use a single ProxyJump host"
+        )
+    user, _, rest = spec.rpartition("@")
+    address, sep, port = rest.partition(":")
+    if rest.startswith("["):  # [ipv6]:port
+        address, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+        sep = ":" if port else ""
+    return Endpoint(address, int(port) if sep and port else 22, user or None)
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -79,6 +126,7 @@ class SSHTransport:
         self.accept_new_host_keys = accept_new_host_keys
         self.keepalive = keepalive
         self._connections: dict[str, Connection] = {}
+        self._gateways: dict[str, Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
@@ -97,6 +145,40 @@ class SSHTransport:
             return conn
 
     def _open(self, host: Host) -> Connection:
+        gateway = self._gateway(host) if proxy_jump(host) else None
+        return self._connect(
+            host.name,
+            Endpoint(host.address, host.port, host.user),
+            host,
+            gateway,
+            where=f"{host.address}:{host.port}",
+        )
+
+    def _gateway(self, host: Host) -> Connection:
+        """The jump host's connection, opened once and shared by every host behind it. Its
+        key is checked as strictly as any other."""
+        spec = proxy_jump(host)
+        assert spec is not None
+        with self._guard:
+            lock = self._locks.setdefault(f"jump:{spec}", threading.Lock())
+        with lock:
+            conn = self._gateways.get(spec)
+            if conn is None or not conn.is_connected:
+                conn = self._connect(
+                    host.name, parse_jump(spec), host, None, where=f"jump host {spec}"
+                )
+                self._gateways[spec] = conn
+            return conn
+
+    def _connect(
+        self,
+        name: str,
+        endpoint: Endpoint,
+        host: Host,
+        gateway: Connection | None,
+        *,
+        where: str,
+    ) -> Connection:
         known_hosts = Path(os.path.expanduser(host.known_hosts_file or DEFAULT_KNOWN_HOSTS))
         connect_kwargs: dict[str, object] = {
             "banner_timeout": self.connect_timeout,
@@ -105,12 +187,13 @@ class SSHTransport:
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)
         conn = Connection(
-            host=host.address,
-            user=host.user,
-            port=host.port,
+            host=endpoint.address,
+            user=endpoint.user,
+            port=endpoint.port,
             connect_timeout=self.connect_timeout,
             connect_kwargs=connect_kwargs,
-            forward_agent=False,
+            forward_agent=False,  # never: a jump host is reached by ProxyJump instead
+            gateway=gateway,
         )
         conn.client.set_missing_host_key_policy(
             _HostKeyPolicy(host, known_hosts, self.accept_new_host_keys, self._known_hosts_lock)
@@ -123,7 +206,7 @@ class SSHTransport:
             raise
         except paramiko.BadHostKeyException as exc:
             raise HostKeyError(
-                host.name,
+                name,
                 f"HOST KEY CHANGED for {exc.hostname}: expected {fingerprint(exc.expected_key)},"
                 f" got {fingerprint(exc.key)} ({known_hosts})",
                 hint="if the host was rebuilt, remove its old line from known_hosts and verify"
@@ -131,15 +214,14 @@ class SSHTransport:
             ) from None
         except paramiko.AuthenticationException as exc:
             raise TransportError(
-                host.name,
-                f"authentication failed as {host.user or 'default user'}@{host.address}:"
-                f"{host.port}: {exc}",
+                name,
+                f"authentication failed as {endpoint.user or 'default user'}@{where}: {exc}",
                 hint="check ansible_user and ansible_ssh_private_key_file in the inventory",
             ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TransportError(
-                host.name,
-                f"cannot connect to {host.address}:{host.port}: {exc or type(exc).__name__}",
+                name,
+                f"cannot connect to {where}: {exc or type(exc).__name__}",
                 hint="check the host is up and reachable, or exclude it with --limit",
             ) from None
         transport = conn.client.get_transport()
@@ -276,8 +358,10 @@ class SSHTransport:
 
     def close(self) -> None:
         with self._guard:
-            conns = list(self._connections.values())
+            # Hosts first, then the jump hosts their channels ride on.
+            conns = [*self._connections.values(), *self._gateways.values()]
             self._connections.clear()
+            self._gateways.clear()
         for conn in conns:
             _close_quietly(conn)
 

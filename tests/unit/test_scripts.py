@@ -94,3 +94,18 @@ def test_finish_never_prunes_current_and_unlocks_only_own_lock():
 def test_command_line_is_bash_with_one_quoted_argument():
     s = Script(step="x", lines=("echo 'hi'",))
     assert s.command_line() == "bash -c 'set -eu\necho '\"'\"'hi'\"'\"'\n'"
+
+
+def test_proxy_jump_from_inventory_vars():
+    from deployer.config.model import Host
+    from deployer.remote.ssh import Endpoint, parse_jump, proxy_jump
+
+    def host(**vars):
+        return Host(name="h", address="a", port=22, user=None, groups=("all",), vars=vars)
+
+    assert proxy_jump(host()) is None
+    assert proxy_jump(host(ssh_proxy_jump="ops@bastion:2200")) == "ops@bastion:2200"
+    assert proxy_jump(host(ansible_ssh_common_args="-o ProxyJump=b1")) == "b1"
+    assert proxy_jump(host(ansible_ssh_common_args="-J u@b2:22 -o Foo=1")) == "u@b2:22"
+    assert parse_jump("ops@bastion:2200") == Endpoint("bastion", 2200, "ops")
+    assert parse_jump("bastion") == Endpoint("bastion", 22, None)
