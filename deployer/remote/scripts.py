@@ -215,7 +215,11 @@ def prepare(
             f"echo {q(MARK + 'history')}",
             f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
             baseline_lines,
-            f'echo {q(MARK + "df")} "$(df -Pk {q(layout.root)} 2>/dev/null | {FREE_KB})"',
+            # Free space where releases will land; before a first deploy (a read-only
+            # preflight) the root does not exist yet, so ask its nearest existing parent.
+            f"df_dir={q(layout.root)}",
+            'while [ ! -d "$df_dir" ]; do df_dir=$(dirname "$df_dir"); done',
+            f'echo {q(MARK + "df")} "$(df -Pk "$df_dir" 2>/dev/null | {FREE_KB})"',
             f"echo {q(MARK + 'end')}",
         ),
     )
@@ -483,3 +487,36 @@ def unlock(layout: Layout, *, run_id: str | None) -> Script:
             f'"$(cat {q(info)} 2>/dev/null | head -c 2000)"; rm -rf {q(layout.lock)}; fi',
         ]
     return Script(step="unlock", lines=tuple(body))
+
+
+def push_flags(
+    layout: Layout,
+    run_id: str,
+    *,
+    content: bytes,
+    history: Sequence[str],
+    name: str = "flags.json",
+) -> Script:
+    """Replace `shared/<name>` with `content` (sent on stdin) without a deploy or a restart:
+    written to a temporary name beside it, its size checked, then renamed over the old one,
+    so an app reading it sees the old file or the new one, never part of either. Created with
+    the deploy user's umask (the app must read it; it holds no secret). Then the history
+    records are appended and our lock released, in the same session.
+    """
+    target = posixpath.join(layout.shared, name)
+    tmp = posixpath.join(layout.shared, f".{name}.tmp-{run_id}")
+    size = len(content)
+    write = f'head -c {size} > {q(tmp)} && [ "$(stat -c %s {q(tmp)})" = {size} ]'
+    failed = cmd("echo", f"writing {target} failed (short read or full disk)", Raw(">&2"))
+    body = [
+        _step("flags"),
+        cmd("mkdir", "-p", layout.shared, layout.state),
+        # We hold the lock: temporary files left by a killed push are debris.
+        f"rm -f {q(layout.shared)}/.{q(name)}.tmp-*",
+        f"{write} || {{ rm -f {q(tmp)}; {failed}; exit 1; }}",
+        cmd("mv", "-fT", tmp, target),
+        *_append_history(layout, history),
+        _unlock_if_ours(layout, run_id),
+        f"echo {q(MARK + 'flags pushed')} {q(str(size))}",
+    ]
+    return Script(step="flags", lines=tuple(body), stdin=Stdin((content,)))

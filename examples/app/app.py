@@ -1,7 +1,8 @@
 """Sample web app deployed by the examples: a stdlib HTTP server over an SQLite database.
 
 GET /health  200 {"status": "healthy", ...} or 500 {"status": "unhealthy", "reasons": [...]}
-GET /        records a visit and shows the release, environment and visit count.
+GET /        records a visit and shows the release, environment and visit count; with
+             `?user=ID`, "checkout": "new" or "old" as the `new-checkout` feature flag decides.
 It must never write inside its release directory (releases are read-only on the hosts).
 """
 
@@ -21,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 sys.dont_write_bytecode = True  # releases are read-only: never write __pycache__ there
 
+import flags_runtime  # noqa: E402  (a copy of deployer/flags/runtime.py: hosts lack the deployer)
 import migrate  # noqa: E402
 import settings  # noqa: E402
 
@@ -122,7 +124,7 @@ class App:
             body["reasons"] = reasons
         return (500 if reasons else 200), body
 
-    def index(self, path: str, visitor: str) -> tuple[int, dict[str, Any]]:
+    def index(self, path: str, visitor: str, user: str | None = None) -> tuple[int, dict[str, Any]]:
         try:
             with self._db() as conn:  # commits on success
                 conn.execute(
@@ -138,17 +140,15 @@ class App:
             "env": self.config.env,
             "host": self.config.listen,
             "visits": visits,
-            "flags": self.flags(),
+            "pid": os.getpid(),
+            "user": user,
+            "checkout": "new" if self.flag("new-checkout", user) else "old",
         }
 
-    def flags(self) -> dict[str, Any]:
-        if self.config.flags_file is None:
-            return {}
-        try:
-            data = json.loads(self.config.flags_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+    def flag(self, name: str, user: str | None) -> bool:
+        # The file `invoke flags.set` pushes, named by app.ini; re-read only when it changes.
+        # Without flags_file in app.ini, $DEPLOYER_FLAGS_FILE names it.
+        return flags_runtime.is_enabled(name, user, path=self.config.flags_file)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -159,11 +159,13 @@ class Handler(BaseHTTPRequestHandler):
         delay = slow_ms()
         if delay:
             time.sleep(delay / 1000)
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path == "/health":
             status, body = self.app.health()
         elif path == "/":
-            status, body = self.app.index(path, self.client_address[0])
+            user = parse_qs(url.query).get("user", [None])[0]
+            status, body = self.app.index(path, self.client_address[0], user)
         else:
             status, body = 404, {"error": f"no such page: {path}"}
         data = (json.dumps(body) + "\n").encode()

@@ -174,7 +174,7 @@ def test_slow_ms_delays_every_request(served: str, app_dir: Path) -> None:
 def test_settings_come_from_config_app_ini(app_dir: Path, tmp_path: Path, db: Path) -> None:
     port = free_port()
     flags = tmp_path / "flags.json"
-    flags.write_text('{"new_checkout": true}')
+    flags.write_text('{"flags": {"new-checkout": {"enabled": true}}}')
     (app_dir / "config").mkdir()
     (app_dir / "config" / "app.ini").write_text(
         f"[app]\nlisten = 127.0.0.1\nport = {port}\ndatabase = {db}\nenv = staging\n"
@@ -184,9 +184,38 @@ def test_settings_come_from_config_app_ini(app_dir: Path, tmp_path: Path, db: Pa
     with running_app(app_dir, port=port) as base:
         body = get(base + "/")[1]
         assert (body["env"], body["host"]) == ("staging", "127.0.0.1")
-        assert body["flags"] == {"new_checkout": True}
+        assert body["checkout"] == "new"
         (app_dir / "BROKEN_ON").write_text("127.0.0.1\n")
         assert get(base + "/health")[0] == 500
+
+
+def test_checkout_follows_the_flags_file_without_a_restart(
+    app_dir: Path, tmp_path: Path, db: Path
+) -> None:
+    port = free_port()
+    flags = tmp_path / "shared" / "flags.json"
+    flags.parent.mkdir(parents=True, exist_ok=True)
+    (app_dir / "config").mkdir()
+    (app_dir / "config" / "app.ini").write_text(
+        f"[app]\nlisten = 127.0.0.1\nport = {port}\ndatabase = {db}\nflags_file = {flags}\n"
+    )
+    assert migrate(app_dir).returncode == 0
+
+    def push(rule: dict[str, object]) -> None:  # as `invoke flags.set` does: rename a new file
+        tmp = flags.with_name(".flags.json.tmp")
+        tmp.write_text(json.dumps({"format": 1, "env": "test", "flags": {"new-checkout": rule}}))
+        os.replace(tmp, flags)
+
+    with running_app(app_dir, port=port) as base:
+        first = get(base + "/?user=alice")[1]
+        assert first["checkout"] == "old" and first["user"] == "alice"  # no file yet: off
+        push({"enabled": True, "percent": 0, "allow": ["alice"]})
+        assert get(base + "/?user=alice")[1]["checkout"] == "new"
+        assert get(base + "/?user=bob")[1]["checkout"] == "old"
+        assert get(base + "/")[1]["checkout"] == "old"  # no user, 0%: off
+        push({"enabled": False, "percent": 100, "allow": ["alice"]})
+        last = get(base + "/?user=alice")[1]
+        assert last["checkout"] == "old" and last["pid"] == first["pid"]
 
 
 def test_bad_config_is_reported(app_dir: Path) -> None:
