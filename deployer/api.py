@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +26,21 @@ from deployer.config import (
 from deployer.deploy import deploy as run_deploy
 from deployer.dryrun import describe
 from deployer.errors import ConfigError, ReleaseError
-from deployer.events import EventBus, Subscriber
+from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
 from deployer.inspect import HostStatus, gather
 from deployer.locking import force_unlock
 from deployer.plan import DeployPlan, HostPlan, build_plan
+from deployer.preflight import (
+    Checks,
+    GitState,
+    Policy,
+    build_checklist,
+    decide,
+    gather_fleet,
+    git_state,
+    local_facts,
+    parse_overrides,
+)
 from deployer.release import Release, build_release, validate_release_id
 from deployer.remote.ssh import SSHTransport
 from deployer.remote.transport import Transport
@@ -37,6 +48,7 @@ from deployer.reporters import RunRecorder
 from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id
+from deployer.secrets import Secret, resolve_secrets
 
 PLACEHOLDER_RELEASE = "00000000T000000Z-0000000"
 
@@ -78,9 +90,17 @@ class Loaded:
     playbook: Playbook
     hosts: tuple[Host, ...]
 
-    def plan(self, release_id: str, run_id: str, *, render_files: bool = True) -> DeployPlan:
+    def plan(
+        self,
+        release_id: str,
+        run_id: str,
+        *,
+        render_files: bool = True,
+        secrets: Mapping[str, Secret] | None = None,
+    ) -> DeployPlan:
         """The plan for one release. Without `render_files` (nothing is uploaded: status,
-        unlock, rollback) templates are not rendered and secrets not resolved."""
+        unlock, rollback) templates are not rendered and secrets not resolved. `secrets`:
+        already resolved (default: resolved here)."""
         return build_plan(
             self.playbook,
             self.hosts,
@@ -91,6 +111,7 @@ class Loaded:
             inventory=self.inventory,
             project_root=self.project.root,
             render_files=render_files,
+            secrets=secrets,
         )
 
 
@@ -204,9 +225,16 @@ def deploy(
     dry_run: bool = False,
     skip_unreachable: bool = False,
     resume: bool = False,
+    override: str | None = None,
+    strict: bool = False,
 ) -> dict[str, str | None] | str:
     """Deploy; with dry_run, return the printed plan instead and connect to nothing. With
-    resume, rebuild the release of the last unfinished deploy and bring every host to it."""
+    resume, rebuild the release of the last unfinished deploy and bring every host to it.
+
+    The pre-deployment checklist runs once the lock is taken: a critical failure stops the
+    deploy; so does any other failure unless `override` names it ("health,rollback" or
+    "all-warnings"), and with `strict` any warning too. Resuming, only critical ones stop."""
+    policy = Policy(overrides=parse_overrides(override), strict=strict, lenient=resume)
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
@@ -217,6 +245,14 @@ def deploy(
         plan = loaded.plan(release.id, run_id)
         if dry_run:
             return describe(plan, release)
+        local = local_facts(
+            plan,
+            release,
+            loaded.playbook,
+            env=loaded.env,
+            source=_source_state(loaded, release),
+            notify_set=_webhook_url_set(loaded),
+        )
         bus = _bus(options, loaded.project.runs)
         runner = _runner(loaded, options, bus)
         try:
@@ -228,9 +264,99 @@ def deploy(
                     bus,
                     skip_unreachable=skip_unreachable,
                     resume_from=resumed["run_id"] if resumed else None,
+                    checks=Checks(local, policy),
                 )
         finally:
             runner.close()
+
+
+def preflight(
+    loaded: Loaded,
+    options: Options,
+    *,
+    ref: str | None = None,
+    override: str | None = None,
+    strict: bool = False,
+) -> Checklist:
+    """The pre-deployment checklist without deploying: builds the release locally, renders
+    the plan (an undefined variable or missing secret becomes a failed item, not an error),
+    asks every host for its facts without taking the lock, probes the health of each host
+    running a release. Uploads nothing, changes nothing on any host."""
+    policy = Policy(overrides=parse_overrides(override), strict=strict)
+    run_id = new_run_id()
+    with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
+        release = build(loaded, Path(tmp), ref)
+        secrets, errors = _resolve_each_secret(loaded)
+        plan: DeployPlan | None = None
+        try:
+            plan = loaded.plan(release.id, run_id, secrets=secrets)
+        except ConfigError as exc:
+            errors.append(str(exc))
+            # Hosts can still be asked when only a template file failed to render.
+            with contextlib.suppress(ConfigError):
+                plan = loaded.plan(release.id, run_id, render_files=False)
+        local = local_facts(
+            plan,
+            release,
+            loaded.playbook,
+            env=loaded.env,
+            source=_source_state(loaded, release),
+            notify_set=_webhook_url_set(loaded),
+            config_errors=errors,
+        )
+        # Only the checklist (and notices) reach the reporters: no step-by-step noise.
+        bus = EventBus()
+        for reporter in options.reporters:
+            bus.subscribe(_only_checklist(reporter))
+        fleet = None
+        if plan is not None:
+            runner = _runner(loaded, options, bus)
+            try:
+                fleet = gather_fleet(runner, plan.hosts, loaded.playbook.health)
+            finally:
+                runner.close()
+        checklist = decide(build_checklist(local, fleet), policy)
+        bus.emit(checklist)
+        return checklist
+
+
+def _only_checklist(reporter: Subscriber) -> Subscriber:
+    def forward(event: Event) -> None:
+        if isinstance(event, Checklist | Notice):
+            reporter(event)
+
+    return forward
+
+
+def _resolve_each_secret(loaded: Loaded) -> tuple[dict[str, Secret], list[str]]:
+    """Every secret that resolves, and why each other one does not (all of them, not only
+    the first). An unresolved one renders as empty here so that templates are still checked."""
+    secrets: dict[str, Secret] = {}
+    errors: list[str] = []
+    for name, source in loaded.playbook.secrets.items():
+        try:
+            secrets.update(resolve_secrets({name: source}, loaded.project.root))
+        except ConfigError as exc:
+            errors.append(str(exc))
+            secrets[name] = Secret("")
+    return secrets, errors
+
+
+def _source_state(loaded: Loaded, release: Release) -> GitState | str:
+    source = loaded.playbook.source
+    if source.git_repo is None or release.commit is None:
+        return source.path or ""
+    return git_state(
+        loaded.project.root / source.git_repo,
+        release.commit,
+        subdir=source.subdir,
+        exclude=[loaded.project.runs],
+    )
+
+
+def _webhook_url_set(loaded: Loaded) -> bool:
+    name = loaded.playbook.notify.webhook_url_env
+    return bool(name and os.environ.get(name))
 
 
 def _resumable(loaded: Loaded) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
@@ -14,8 +15,27 @@ from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFi
 from deployer.facts import HostFacts
 from deployer.history import Record, releases_to_prune, rollback_target
 from deployer.hooks import run_hooks
-from deployer.locking import acquire_locks, release_locks
+from deployer.locking import (
+    LockOutcome,
+    env_hint,
+    lock_failure,
+    lock_fleet,
+    release_locks,
+    report_skipped,
+)
 from deployer.plan import DeployPlan, HostPlan, over_budget
+from deployer.preflight import (
+    DISK,
+    HOSTS,
+    LOCK,
+    Checks,
+    FleetFacts,
+    build_checklist,
+    decide,
+    local_facts,
+    preflight_error,
+    probe_fleet,
+)
 from deployer.probe import check_host
 from deployer.release import Release
 from deployer.remote import scripts
@@ -33,6 +53,7 @@ class DeployState:
     migrated_on: str | None = None
     reverted: set[str] = field(default_factory=set)
     failed: dict[str, DeployerError] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # added to the run record
 
 
 def deploy(
@@ -43,9 +64,14 @@ def deploy(
     *,
     skip_unreachable: bool = False,
     resume_from: str | None = None,
+    checks: Checks | None = None,
 ) -> dict[str, str | None]:
     """Deploy `release` per `plan`. Returns host -> release on success; raises DeployFailed
-    (with every host's release) when the rollout stopped or any host failed."""
+    (with every host's release) when the rollout stopped or any host failed.
+
+    The pre-deployment checklist runs once the lock is taken, from the facts that step
+    returned; `checks` None runs only its critical fleet items (hosts, lock, disk): the
+    API always passes the whole checklist."""
     started = time.monotonic()
     state = DeployState()
     hosts = list(plan.hosts)
@@ -62,7 +88,7 @@ def deploy(
         )
     )
     try:
-        state.facts = acquire_locks(
+        locked = lock_fleet(
             runner,
             hosts,
             plan.run_id,
@@ -71,11 +97,17 @@ def deploy(
             skip_unreachable=skip_unreachable,
             takeover=resume_from,
         )
+        state.facts = locked.facts
+        _preflight(plan, release, runner, bus, state, locked, checks)
         if len(state.facts) < len(hosts):
             plan = _without_skipped(plan, state, runner)
             hosts = list(plan.hosts)
     except DeployerError as exc:
-        _finished(bus, plan, started, {}, ok=False, message=exc.message)
+        _finished(bus, plan, started, {}, ok=False, message=exc.message, extra=state.record)
+        raise
+    except KeyboardInterrupt:  # while locking or checking: nothing changed, give the locks back
+        release_locks(runner, [h for h in hosts if h.name in state.facts], plan.run_id)
+        _finished(bus, plan, started, {}, ok=False, message="interrupted", extra=state.record)
         raise
     state.on = {name: f.current for name, f in state.facts.items()}
     # A host already on this release (resuming) reverts to the last one its history trusts.
@@ -84,7 +116,6 @@ def deploy(
         for name, f in state.facts.items()
     }
     try:
-        _warn_low_disk(plan, release, state, bus)
         run_hooks(runner, plan, "before_stage", hosts)
         _stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
@@ -100,7 +131,9 @@ def deploy(
                 )
             )
         _finish_failed(plan, runner, state, bus, interrupted=True)
-        _finished(bus, plan, started, dict(state.on), ok=False, message="interrupted")
+        _finished(
+            bus, plan, started, dict(state.on), ok=False, message="interrupted", extra=state.record
+        )
         raise
     except DeployerError as exc:
         _finish_failed(plan, runner, state, bus)
@@ -115,12 +148,14 @@ def deploy(
             )
         )
         error.releases = dict(state.on)
-        _finished(bus, plan, started, dict(state.on), ok=False, message=error.message)
+        _finished(
+            bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
+        )
         run_hooks(runner, plan, "on_failure", hosts, best_effort=True)
         raise error from None
     _finish_ok(plan, runner, state)
     ok = not state.failed
-    _finished(bus, plan, started, dict(state.on), ok=ok)
+    _finished(bus, plan, started, dict(state.on), ok=ok, extra=state.record)
     if not ok:
         failed = DeployFailed(
             f"deploy of {plan.release_id} finished, but {len(state.failed)} host(s) failed within"
@@ -142,6 +177,7 @@ def _finished(
     *,
     ok: bool,
     message: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> None:
     bus.emit(
         RunFinished(
@@ -151,8 +187,64 @@ def _finished(
             duration=time.monotonic() - started,
             releases=releases,
             message=message,
+            extra=dict(extra or {}),
         )
     )
+
+
+def _preflight(
+    plan: DeployPlan,
+    release: Release,
+    runner: Runner,
+    bus: EventBus,
+    state: DeployState,
+    locked: LockOutcome,
+    checks: Checks | None,
+) -> None:
+    """The checklist, judged from what the lock step returned plus one health probe per host
+    (no other round trip). Stops the run, releasing our locks, when an item blocks."""
+    hosts = plan.hosts
+    critical_only = checks is None
+    if checks is None:
+        local = local_facts(plan, release, plan.playbook, env=plan.env, source="", notify_set=True)
+        checks = Checks(local)
+    stopped = bool(locked.problems)
+    probe = not (stopped or critical_only)
+    fleet = FleetFacts(
+        hosts=tuple(hp.name for hp in hosts),
+        roots={hp.name: hp.layout.root for hp in hosts},
+        facts=locked.facts,
+        problems=locked.problems,
+        skipped=locked.skipped,
+        probes=probe_fleet(runner, hosts, plan.playbook.health, locked.facts) if probe else {},
+        probed=probe,
+        locking=True,
+    )
+    items = build_checklist(checks.local, fleet)
+    if critical_only:
+        items = tuple(item for item in items if item.name in (HOSTS, LOCK, DISK))
+    checklist = decide(items, checks.policy)
+    bus.emit(checklist)
+    state.record["preflight"] = {
+        "checks": {item.name: item.status for item in items},
+        "blocking": list(checklist.blocking),
+        "overridden": list(checklist.overridden),
+    }
+    if stopped or checklist.blocking:
+        release_locks(runner, [hp for hp in hosts if hp.name in locked.facts], plan.run_id)
+        if stopped:  # the lock's own errors: who holds it (exit 4), or which hosts (exit 5)
+            raise lock_failure(locked.problems, env_hint(hosts))
+        raise preflight_error(checklist, plan.env)
+    report_skipped(runner, locked)
+    for item in checklist.items:
+        if item.name in checklist.overridden:
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=f"preflight: {item.name} ({item.status}) overridden: "
+                    + item.detail.replace("\n", "; "),
+                )
+            )
 
 
 def _without_skipped(plan: DeployPlan, state: DeployState, runner: Runner) -> DeployPlan:
@@ -171,24 +263,6 @@ def _recovery_hint(plan: DeployPlan) -> str:
         f"inspect with `invoke status --env {plan.env}`; fix and re-run `invoke deploy "
         f"--env {plan.env}`"
     )
-
-
-def _warn_low_disk(plan: DeployPlan, release: Release, state: DeployState, bus: EventBus) -> None:
-    # The archive and the unpacked tree both sit on the disk while staging.
-    unpacked = sum(entry.size for entry in release.files.values())
-    needed_kb = (release.archive_size + unpacked) // 1024 + 1
-    for name, facts in state.facts.items():
-        if facts.free_kb is not None and facts.free_kb < needed_kb:
-            bus.emit(
-                Notice(
-                    level="warning",
-                    text=(
-                        f"{name}: only {facts.free_kb} KiB free under"
-                        f" {plan.host(name).layout.root},"
-                        f" the release needs about {needed_kb} KiB"
-                    ),
-                )
-            )
 
 
 def _stage(

@@ -86,6 +86,29 @@ class Notice(Event):
 
 
 @dataclass(frozen=True)
+class CheckItem:
+    """One line of the pre-deployment checklist (built by `deployer.preflight`)."""
+
+    name: str  # short id, as `--override` takes it: hosts, lock, disk, ...
+    title: str  # what is checked, in words
+    status: str  # pass | fail | warn | skip
+    critical: bool  # a critical failure stops a deploy and cannot be overridden
+    detail: str = ""  # what was found; one line per host where it matters
+    remedy: str = ""  # what to do, for fail and warn
+
+
+@dataclass(frozen=True)
+class Checklist(Event):
+    """The pre-deployment checklist: after the lock is taken (deploy), or on its own
+    (`invoke preflight`). `blocking` and `overridden` name items."""
+
+    items: Sequence[CheckItem]
+    blocking: Sequence[str] = ()  # items that stop the deploy
+    overridden: Sequence[str] = ()  # failed or warned items let through by --override
+    strict: bool = False  # warnings of non-critical items block too
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     run_id: str
     action: str

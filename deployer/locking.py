@@ -8,6 +8,7 @@ locked alone first, so a racing run loses at the leader before it touches any ot
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from deployer.errors import (
     DeployerError,
@@ -24,6 +25,17 @@ from deployer.remote import scripts
 from deployer.runner import Runner, lock_info
 
 
+@dataclass
+class LockOutcome:
+    """What taking the lock found: facts of the hosts now locked by us, why the others could
+    not be locked, and the unreachable hosts left out with `skip_unreachable`. Hosts in none
+    of the three were not contacted (the leader failed first)."""
+
+    facts: dict[str, HostFacts] = field(default_factory=dict)
+    problems: dict[str, DeployerError] = field(default_factory=dict)
+    skipped: dict[str, DeployerError] = field(default_factory=dict)
+
+
 def acquire_locks(
     runner: Runner,
     hosts: Sequence[HostPlan],
@@ -37,10 +49,38 @@ def acquire_locks(
     """Lock every host and return its facts. With `skip_unreachable`, hosts that cannot be
     reached are left out (and reported) instead of failing the run; a host whose key is
     wrong is never skipped."""
+    outcome = lock_fleet(
+        runner,
+        hosts,
+        run_id,
+        action,
+        release,
+        skip_unreachable=skip_unreachable,
+        takeover=takeover,
+    )
+    if outcome.problems:
+        release_locks(runner, [h for h in hosts if h.name in outcome.facts], run_id)
+        raise lock_failure(outcome.problems, env_hint(hosts))
+    report_skipped(runner, outcome)
+    return outcome.facts
+
+
+def lock_fleet(
+    runner: Runner,
+    hosts: Sequence[HostPlan],
+    run_id: str,
+    action: str,
+    release: str | None,
+    *,
+    skip_unreachable: bool = False,
+    takeover: str | None = None,
+) -> LockOutcome:
+    """Take the lock, leader first, and gather every host's facts in the same round trip.
+    Raises nothing for a host: on problems the caller releases what was taken
+    (`release_locks`) and raises `lock_failure(...)`."""
     info = lock_info(run_id, action, release)
-    facts: dict[str, HostFacts] = {}
-    skipped: dict[str, DeployerError] = {}
-    env = _env_hint(hosts)
+    env = env_hint(hosts)
+    outcome = LockOutcome()
 
     def take(hp: HostPlan, baseline: bool = False) -> HostFacts:
         # Only the leader sends its release's file list: the baseline for delta uploads.
@@ -61,46 +101,40 @@ def acquire_locks(
             raise
         return parse_facts(result.output)
 
-    def skippable(error: DeployerError) -> bool:
-        return skip_unreachable and _unreachable(error)
+    def sort(name: str, result: HostFacts | DeployerError) -> None:
+        if isinstance(result, HostFacts):
+            outcome.facts[name] = result
+        elif skip_unreachable and _unreachable(result):
+            outcome.skipped[name] = result
+        else:
+            outcome.problems[name] = result
 
     # The leader is locked alone, first; a racing run loses there and touches nothing else.
     rest = list(hosts)
-    problems: dict[str, DeployerError] = {}
-    while rest and not facts and not problems:
+    while rest and not outcome.facts and not outcome.problems:
         leader = rest.pop(0)
-        outcome = runner.each([leader], lambda hp: take(hp, baseline=True))[leader.name]
-        if isinstance(outcome, HostFacts):
-            facts[leader.name] = outcome
-        elif skippable(outcome):
-            skipped[leader.name] = outcome
-        else:
-            problems[leader.name] = outcome
-    if facts and rest:
-        for name, outcome in runner.each(rest, take).items():
-            if isinstance(outcome, HostFacts):
-                facts[name] = outcome
-            elif skippable(outcome):
-                skipped[name] = outcome
-            else:
-                problems[name] = outcome
-    if not facts and not problems:
-        problems = skipped  # nothing reachable at all: that is not a skip
-    if problems:
-        release_locks(runner, [h for h in hosts if h.name in facts], run_id)
-        raise _lock_failure(problems, env)
-    for name, error in skipped.items():
+        sort(leader.name, runner.each([leader], lambda hp: take(hp, baseline=True))[leader.name])
+    if outcome.facts and rest:
+        for name, result in runner.each(rest, take).items():
+            sort(name, result)
+    if not outcome.facts and not outcome.problems:
+        # Nothing reachable at all: that is not a skip.
+        outcome.problems, outcome.skipped = outcome.skipped, {}
+    return outcome
+
+
+def report_skipped(runner: Runner, outcome: LockOutcome) -> None:
+    for name, error in outcome.skipped.items():
         runner.bus.emit(
             Notice(level="warning", text=f"skipping unreachable host {name}: {error.message}")
         )
-    return facts
 
 
 def _unreachable(error: DeployerError) -> bool:
     return isinstance(error, TransportError) and not isinstance(error, HostKeyError)
 
 
-def _lock_failure(problems: dict[str, DeployerError], env: str) -> DeployerError:
+def lock_failure(problems: dict[str, DeployerError], env: str) -> DeployerError:
     held = [p for p in problems.values() if isinstance(p, LockHeldError)]
     if held and len(held) == len(problems):
         if len(held) == 1:
@@ -138,7 +172,7 @@ def force_unlock(runner: Runner, hosts: Sequence[HostPlan]) -> dict[str, str | D
     return runner.each(hosts, one)
 
 
-def _env_hint(hosts: Sequence[HostPlan]) -> str:
+def env_hint(hosts: Sequence[HostPlan]) -> str:
     for hp in hosts:
         if "DEPLOY_ENV" in hp.env:
             return hp.env["DEPLOY_ENV"]

@@ -18,6 +18,7 @@ from invoke.tasks import task
 from deployer import api
 from deployer.errors import DeployerError
 from deployer.events import Subscriber
+from deployer.flags.tasks import flags as flags_collection
 from deployer.reporters import JsonLinesReporter, TerminalReporter
 from deployer.secrets import redact
 
@@ -30,6 +31,9 @@ COMMON_HELP = {
     "verbose": "show the exact remote scripts",
     "accept_new_host_keys": "trust and record host keys not yet in known_hosts",
     "playbook": "playbook name under playbooks/ (default: deploy)",
+    "ref": "git ref to deploy (when the playbook's source is git)",
+    "override": "let these failed non-critical checks through: ITEM[,ITEM] or all-warnings",
+    "strict": "warnings of the checklist (source not pushed, no notifications) block too",
 }
 
 
@@ -94,7 +98,9 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
         "verbose",
         "accept_new_host_keys",
         "playbook",
-        ref="git ref to deploy (when the playbook's source is git)",
+        "ref",
+        "override",
+        "strict",
         dry_run="print the plan and the exact remote scripts; connect to nothing",
         skip_unreachable="leave out (and report) hosts that cannot be reached",
         resume="continue the last unfinished deploy: same release, hosts already on it kept",
@@ -113,6 +119,8 @@ def deploy(
     playbook: str = "deploy",
     skip_unreachable: bool = False,
     resume: bool = False,
+    override: str | None = None,
+    strict: bool = False,
 ) -> None:
     """Build one release and roll it out in health-checked batches."""
     loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
@@ -123,9 +131,51 @@ def deploy(
         dry_run=dry_run,
         skip_unreachable=skip_unreachable,
         resume=resume,
+        override=override,
+        strict=strict,
     )
     if isinstance(result, str):
         print(result, end="")
+
+
+@task(
+    help=_help(
+        "env",
+        "limit",
+        "format",
+        "accept_new_host_keys",
+        "playbook",
+        "ref",
+        "override",
+        "strict",
+    )
+)
+@_handles_errors
+def preflight(
+    c: Context,
+    env: str | None = None,
+    ref: str | None = None,
+    limit: str | None = None,
+    format: str = "text",
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+    override: str | None = None,
+    strict: bool = False,
+) -> None:
+    """The pre-deployment checklist, read-only; exits 5 when a deploy would stop on it.
+
+    The same checklist every deploy runs after taking the lock, without taking it: nothing is
+    uploaded or changed on any host."""
+    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    checklist = api.preflight(
+        loaded,
+        _options(format, False, accept_new_host_keys),
+        ref=ref,
+        override=override,
+        strict=strict,
+    )
+    if checklist.blocking:
+        raise Exit(code=5)
 
 
 @task(
@@ -262,4 +312,5 @@ sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 
-ns = Collection(deploy, rollback, status, releases, unlock, sandbox)
+ns = Collection(deploy, preflight, rollback, status, releases, unlock, sandbox)
+ns.add_collection(flags_collection)

@@ -8,6 +8,7 @@ from typing import IO
 from deployer.events import (
     BatchFinished,
     BatchStarted,
+    Checklist,
     Event,
     HealthChecked,
     Notice,
@@ -18,6 +19,44 @@ from deployer.events import (
     UploadProgress,
 )
 from deployer.secrets import redact_event
+
+_MARKS = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
+_INDENT = " " * 19  # under the item's title
+
+
+def _checklist(event: Checklist) -> list[str]:
+    """One line per item (mark, name, what, first finding), further findings and what to do
+    indented below, then the verdict."""
+    out = ["preflight checklist:"]
+    for item in event.items:
+        lines = item.detail.splitlines() or [""]
+        tags = []
+        if item.status == "fail" and item.critical:
+            tags.append("critical")
+        if item.name in event.overridden:
+            tags.append("overridden")
+        elif item.name in event.blocking:
+            tags.append("blocks the deploy")
+        tag = f" [{', '.join(tags)}]" if tags else ""
+        first = f": {lines[0]}" if lines[0] else ""
+        mark = _MARKS.get(item.status, item.status)
+        out.append(f"  {mark:<5} {item.name:<10} {item.title}{tag}{first}")
+        out += [_INDENT + line for line in lines[1:]]
+        if item.remedy:
+            out.append(f"{_INDENT}what to do: {item.remedy}")
+    warnings = sum(1 for i in event.items if i.status == "warn")
+    if event.blocking:
+        critical = {i.name for i in event.items if i.critical}
+        names = [f"{n} (critical)" if n in critical else n for n in event.blocking]
+        out.append(f"preflight: stopped by {', '.join(names)}")
+    else:
+        verdict = "preflight: ok"
+        if event.overridden:
+            verdict += f", overridden: {', '.join(event.overridden)}"
+        if warnings:
+            verdict += f" ({warnings} warning(s), not blocking)"
+        out.append(verdict)
+    return out
 
 
 def _size(n: float) -> str:
@@ -84,6 +123,8 @@ class TerminalReporter:
                 )
             else:
                 self._out(f"batch {event.index}/{event.total}: healthy")
+        elif isinstance(event, Checklist):
+            self._out("\n".join(_checklist(event)))
         elif isinstance(event, Notice):
             self._out(f"{event.level.upper()}: {event.text}")
         elif isinstance(event, RunFinished):

@@ -1,0 +1,367 @@
+"""Turn the raw rows of a benchmark run into the tables of RESULTS.md and the terminal summary."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+SCENARIO_TITLES = {
+    "first": "First deploy (fresh hosts, serial 25%)",
+    "redeploy": "Redeploy with one file changed (serial 25%)",
+    "rollback": "Rollback to the previous release (one batch: serial 100%)",
+}
+PEERS = ("ansible", "pyinfra")
+MB = 1e6
+MiB = 2**20
+
+
+def _groups(record: dict[str, Any]) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in record["rows"]:
+        groups[(row["tool"], row["scenario"], row["size"])].append(row)
+    return groups
+
+
+def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["verified"]]
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in _ok(rows) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _wall(rows: list[dict[str, Any]]) -> str:
+    ok = _ok(rows)
+    if not ok:
+        return f"FAILED ({len(rows)} run(s))" if rows else "-"
+    walls = [r["wall"] for r in ok]
+    text = f"{statistics.median(walls):.2f}"
+    if len(walls) > 1:
+        text += f" ({min(walls):.2f}–{max(walls):.2f})"
+    if len(ok) < len(rows):
+        text += f" [{len(rows) - len(ok)} failed]"
+    return text
+
+
+def _ratio(peer: float | None, ours: float | None) -> str:
+    if peer is None or ours is None or ours == 0:
+        return "-"
+    return f"{peer / ours:.1f}×"
+
+
+def _tools(record: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    for row in record["rows"]:
+        if row["tool"] not in seen:
+            seen.append(row["tool"])
+    return seen
+
+
+def scenario_table(record: dict[str, Any], scenario: str) -> str:
+    groups = _groups(record)
+    lines = [
+        "| hosts | tool | wall s, median (min–max) | exec sessions/host (sftp) | "
+        "SSH connections/host | MB sent (per host) | peak memory MB: RSS (PSS) | "
+        "CPU s: tool / hosts |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in record["sizes"]:
+        for tool in _tools(record):
+            rows = groups.get((tool, scenario, size), [])
+            if not rows:
+                continue
+            ok = _ok(rows) or rows
+            sessions = statistics.median(r["sessions_per_host_mean"] for r in ok)
+            sftp = statistics.median(r["sftp_per_host_mean"] for r in ok)
+            conns = statistics.median(r["connections_per_host_mean"] for r in ok)
+            sent = statistics.median(r["bytes_sent"] for r in ok)
+            rss = max(r["peak_rss"] for r in ok)
+            pss = max(r["peak_pss"] for r in ok)
+            name = "**ours**" if tool == "ours" else tool
+            cpu_tool = statistics.median(r.get("cpu_tool", 0.0) for r in ok)
+            hosts = [r["cpu_hosts"] for r in ok if r.get("cpu_hosts") is not None]
+            cpu_hosts = f"{statistics.median(hosts):.1f}" if hosts else "-"
+            lines.append(
+                f"| {size} | {name} | {_wall(rows)} | {sessions:.1f} ({sftp:.1f}) | {conns:.1f} | "
+                f"{sent / MB:.2f} ({sent / size / MB:.2f}) | {rss / MiB:.0f} ({pss / MiB:.0f}) | "
+                f"{cpu_tool:.1f} / {cpu_hosts} |"
+            )
+    return "\n".join(lines)
+
+
+def ratio_table(record: dict[str, Any]) -> str:
+    groups = _groups(record)
+    peers = [p for p in PEERS if p in _tools(record)]
+    header = (
+        "| scenario | hosts | "
+        + " | ".join(f"{p}/ours wall | {p}/ours bytes | {p}/ours sessions" for p in peers)
+        + " |"
+    )
+    lines = [header, "|---|---:|" + "---:|" * (3 * len(peers))]
+    for scenario in SCENARIO_TITLES:
+        for size in record["sizes"]:
+            ours = groups.get(("ours", scenario, size), [])
+            cells = []
+            for peer in peers:
+                theirs = groups.get((peer, scenario, size), [])
+                for key in ("wall", "bytes_sent", "sessions_per_host_mean"):
+                    cells.append(_ratio(_median(theirs, key), _median(ours, key)))
+            lines.append(f"| {scenario} | {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def phase_table(record: dict[str, Any]) -> str:
+    groups = _groups(record)
+    lines = [
+        "| scenario | hosts | wall | start, load, build, plan | prepare (lock, facts) | stage "
+        "(upload, unpack, verify) | rollout (switch, restart, health) | finish | exit | "
+        "upload MB/s per host (aggregate) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIO_TITLES:
+        for size in record["sizes"]:
+            rows = _ok(groups.get(("ours", scenario, size), []))
+            if not rows:
+                continue
+
+            def m(key: str, rows: list[dict[str, Any]] = rows) -> float:
+                values = [r[key] for r in rows if key in r]
+                return statistics.median(values) if values else float("nan")
+
+            lines.append(
+                f"| {scenario} | {size} | {m('wall'):.2f} | {m('t_build'):.2f} | "
+                f"{m('t_prepare'):.2f} | {m('t_stage'):.2f} | {m('t_rollout'):.2f} | "
+                f"{m('t_finish'):.2f} | {m('t_exit'):.2f} | {m('upload_mb_s_per_host'):.0f} "
+                f"({m('upload_mb_s_aggregate'):.0f}) |"
+            )
+    return "\n".join(lines)
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def targets(record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    groups = _groups(record)
+    sizes = record["sizes"]
+    out: list[tuple[str, str, str]] = []
+
+    def med(tool: str, scenario: str, size: int, key: str = "wall") -> float | None:
+        return _median(groups.get((tool, scenario, size), []), key)
+
+    ref = 20 if 20 in sizes else max(sizes)
+    ours_first = med("ours", "first", ref)
+    for peer, want in (("ansible", 5.0), ("pyinfra", 2.0)):
+        theirs = med(peer, "first", ref)
+        ratio = theirs / ours_first if theirs and ours_first else None
+        out.append(
+            (
+                f"first deploy to {ref} hosts ≥{want:g}× faster than {peer}",
+                f"{ratio:.1f}× ({theirs:.1f} s vs {ours_first:.1f} s)" if ratio else "-",
+                _met(None if ratio is None else ratio >= want),
+            )
+        )
+    first_bytes = med("ours", "first", ref, "bytes_sent")
+    re_bytes = med("ours", "redeploy", ref, "bytes_sent")
+    share = re_bytes / first_bytes if re_bytes is not None and first_bytes else None
+    out.append(
+        (
+            f"redeploy (one file changed) to {ref} hosts sends <2% of the first deploy's bytes",
+            f"{share:.1%} ({(re_bytes or 0) / MB:.2f} MB vs {(first_bytes or 0) / MB:.2f} MB)"
+            if share is not None
+            else "-",
+            _met(None if share is None else share < 0.02),
+        )
+    )
+    rb = med("ours", "rollback", ref)
+    out.append(
+        (
+            f"rollback of {ref} hosts in one batch < 3 s",
+            f"{rb:.2f} s" if rb else "-",
+            _met(None if rb is None else rb < 3.0),
+        )
+    )
+    rb_ansible = med("ansible", "rollback", ref)
+    ratio = rb_ansible / rb if rb and rb_ansible else None
+    out.append(
+        (
+            f"rollback of {ref} hosts ≥10× faster than ansible",
+            f"{ratio:.1f}× ({rb_ansible:.1f} s vs {rb:.2f} s)" if ratio else "-",
+            _met(None if ratio is None else ratio >= 10),
+        )
+    )
+    worst = max(
+        (
+            r["sessions_per_host_max"]
+            for r in record["rows"]
+            if r["tool"] == "ours" and r["scenario"] in ("first", "redeploy") and r["verified"]
+        ),
+        default=None,
+    )
+    out.append(
+        (
+            "≤8 remote commands (exec sessions) per host per deploy",
+            f"{worst} at most" if worst is not None else "-",
+            _met(None if worst is None else worst <= 8),
+        )
+    )
+    small, large = min(sizes), max(sizes)
+    w_small, w_large = med("ours", "first", small), med("ours", "first", large)
+    growth = w_large / w_small if w_small and w_large else None
+    out.append(
+        (
+            f"first deploy {small}→{large} hosts (serial 25%) grows <3× in wall time",
+            f"{growth:.2f}× ({w_small:.1f} s → {w_large:.1f} s)" if growth else "-",
+            _met(None if growth is None or large < 40 else growth < 3.0)
+            + ("" if large >= 40 else " (needs 40 hosts: full run)"),
+        )
+    )
+    peak = max(
+        (r["peak_rss"] for r in record["rows"] if r["tool"] == "ours" and r["size"] == large),
+        default=None,
+    )
+    out.append(
+        (
+            f"peak memory of our deploying process at {large} hosts <200 MB",
+            f"{peak / MiB:.0f} MB RSS" if peak else "-",
+            _met(None if peak is None or large < 40 else peak < 200 * MiB)
+            + ("" if large >= 40 else " (needs 40 hosts: full run)"),
+        )
+    )
+    return out
+
+
+def targets_table(record: dict[str, Any]) -> str:
+    lines = ["| target (issue 6) | measured | |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(record)]
+    return "\n".join(lines)
+
+
+def stream_table(record: dict[str, Any]) -> str:
+    s = record.get("stream") or {}
+    if not s:
+        return "(not measured)"
+
+    def med(key: str) -> float | None:
+        values = s.get(key) or []
+        return statistics.median(values) if values else None
+
+    openssh, paramiko_rate, ours = med("openssh_mb_s"), med("paramiko_mb_s"), med("ours_mb_s")
+    lines = [
+        "| stream to one host | MB/s (median of 3) | vs OpenSSH |",
+        "|---|---:|---:|",
+        f"| OpenSSH `ssh host 'cat > /dev/null' < {s['file_mb']:.0f} MB file` |"
+        f" {openssh:.0f} | 1.00 |"
+        if openssh
+        else "| OpenSSH | - | |",
+    ]
+    if paramiko_rate and openssh:
+        lines.append(
+            f"| paramiko exec + sendall(256 KiB), same file (our transport's way) | "
+            f"{paramiko_rate:.0f} | {paramiko_rate / openssh:.2f} |"
+        )
+    for key, label in (
+        ("openssh_file_mb_s", "OpenSSH, written to a file on the host"),
+        ("paramiko_file_mb_s", "paramiko, written to a file on the host"),
+    ):
+        rate = med(key)
+        if rate and openssh:
+            lines.append(
+                f"| {label} (`cat > /srv/stream.bin`) | {rate:.0f} | {rate / openssh:.2f} |"
+            )
+    if ours and openssh:
+        lines.append(
+            f"| **ours**: release archive upload in the stage step, written to a file"
+            f" on the host (1-host deploy) | "
+            f"{ours:.0f} | {ours / openssh:.2f} |"
+        )
+    if s.get("openssh_parallel_mb_s"):
+        lines.append(
+            f"| OpenSSH, {s['openssh_parallel_hosts']} hosts at once (aggregate) | "
+            f"{s['openssh_parallel_mb_s']:.0f} | |"
+        )
+    return "\n".join(lines)
+
+
+def summary(record: dict[str, Any]) -> str:
+    return "\n\n".join(
+        [
+            "Ratios (peer ÷ ours; above 1: ours is faster / sends less / runs fewer commands):",
+            ratio_table(record),
+            "Targets:",
+            targets_table(record),
+            "Transfer efficiency:",
+            stream_table(record),
+        ]
+    )
+
+
+def render(record: dict[str, Any]) -> str:
+    machine = "\n".join(f"| {k} | {v} |" for k, v in record["machine"].items())
+    versions = "\n".join(f"| {k} | {v} |" for k, v in record["versions"].items())
+    tree = record["tree"]
+    parts = [
+        "# Benchmark: our deployer vs ansible-core and pyinfra",
+        "",
+        f"Produced by `{record['command']}` (started {record['started']}, "
+        f"{record['runs']} run(s) per tool and size, {record.get('total_s', 0) / 60:.0f} min in "
+        f"all). How it works and how each figure is counted: [README.md](README.md).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        machine,
+        versions,
+        "",
+        f"Release tree: {tree['files']} files, {tree['bytes'] / MB:.1f} MB (seed {tree['seed']}); "
+        f"the redeploy changes `{tree['changed_file']}`. Fleet of {max(record['sizes'])} sandbox "
+        f"hosts started in {record.get('fleet_start_s', '?')} s (not counted).",
+        "",
+        "## Targets",
+        "",
+        targets_table(record),
+        "",
+        "## Ratios (peer ÷ ours)",
+        "",
+        "Above 1: ours is faster, sends fewer bytes, runs fewer remote commands. Medians.",
+        "",
+        ratio_table(record),
+        "",
+    ]
+    noisy = sum(1 for r in record["rows"] if r.get("other_containers"))
+    parts += [
+        "CPU s: user + system seconds of the tool's process tree (its rusage) / of the hosts'"
+        " containers (their cgroups) during the run. Both share the machine's cores: a run"
+        " cannot take less wall time than their sum divided by the number of cores.",
+        "",
+        f"Runs during which containers other than this fleet's were running (someone else's"
+        f" tests on this machine): {noisy} of {len(record['rows'])}.",
+        "",
+    ]
+    for scenario, title in SCENARIO_TITLES.items():
+        parts += [f"## {title}", "", scenario_table(record, scenario), ""]
+    parts += [
+        "## Transfer efficiency",
+        "",
+        stream_table(record),
+        "",
+        "## Where our time goes (medians, seconds, from our JSON events)",
+        "",
+        phase_table(record),
+        "",
+        "For rollbacks the first column runs until the rollback starts, so it includes taking"
+        " the lock and reading the facts on every host.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":  # re-render a report from a run's raw figures
+    import json
+    import sys
+    from pathlib import Path
+
+    print(render(json.loads(Path(sys.argv[1]).read_text())), end="")
