@@ -332,13 +332,20 @@ def render(record: dict[str, Any]) -> str:
         "",
     ]
     noisy = sum(1 for r in record["rows"] if r.get("other_containers"))
+    loads = [r["load_before"] for r in record["rows"] if r.get("load_before") is not None]
+    load_text = (
+        f" The 1-minute load average before the runs: median {statistics.median(loads):.1f},"
+        f" max {max(loads):.1f} (2 cores)."
+        if loads
+        else ""
+    )
     parts += [
         "CPU s: user + system seconds of the tool's process tree (its rusage) / of the hosts'"
         " containers (their cgroups) during the run. Both share the machine's cores: a run"
         " cannot take less wall time than their sum divided by the number of cores.",
         "",
         f"Runs during which containers other than this fleet's were running (someone else's"
-        f" tests on this machine): {noisy} of {len(record['rows'])}.",
+        f" tests on this machine): {noisy} of {len(record['rows'])}.{load_text}",
         "",
     ]
     for scenario, title in SCENARIO_TITLES.items():
