@@ -54,7 +54,7 @@ all:
     web:
       vars: {tier: web}
       hosts:
-        web1: {ansible_host: 10.0.0.1, ansible_port: 2222}
+        web1: {ansible_host: 127.0.0.51, ansible_port: 2222}
         web2:
       children:
         canary:
@@ -62,7 +62,7 @@ all:
             web2: {tier: canary-host}
     worker:
       hosts:
-        work1: {host: 10.0.0.9, port: 2200, user: root}
+        work1: {host: 127.0.0.59, port: 2200, user: root}
     migrate:
       hosts:
         work1:
@@ -76,7 +76,7 @@ app_port=8000
 ansible_user=deploy
 
 [web]
-web1 ansible_host=10.0.0.1 ansible_port=2222
+web1 ansible_host=127.0.0.51 ansible_port=2222
 web2
 
 [web:vars]
@@ -89,7 +89,7 @@ canary
 web2 tier=canary-host
 
 [worker]
-work1 host=10.0.0.9 port=2200 user=root
+work1 host=127.0.0.59 port=2200 user=root
 
 [migrate]
 work1
@@ -114,11 +114,11 @@ def test_yaml_inventory_hosts_groups_and_defaults(project: Path) -> None:
     }
     lb1, web1, web2, work1 = inventory.hosts
     assert (lb1.address, lb1.port, lb1.user) == ("lb1", 22, "deploy")
-    assert (web1.address, web1.port) == ("10.0.0.1", 2222)
+    assert (web1.address, web1.port) == ("127.0.0.51", 2222)
     assert web2.groups == ("all", "web", "canary")
     assert work1.groups == ("all", "worker", "migrate")
-    assert (work1.address, work1.port, work1.user) == ("10.0.0.9", 2200, "root")
-    assert work1.vars["ansible_host"] == "10.0.0.9"
+    assert (work1.address, work1.port, work1.user) == ("127.0.0.59", 2200, "root")
+    assert work1.vars["ansible_host"] == "127.0.0.59"
     assert web1.where is not None and str(web1.where) == (
         "inventories/staging.yml:11: all.children.web.hosts.web1"
     )
