@@ -27,6 +27,7 @@ from deployer.deploy import deploy as run_deploy
 from deployer.dryrun import describe
 from deployer.errors import ConfigError, ReleaseError
 from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
+from deployer.hooks import run_build_hooks
 from deployer.inspect import HostStatus, gather
 from deployer.locking import force_unlock
 from deployer.plan import DeployPlan, HostPlan, build_plan
@@ -238,6 +239,10 @@ def deploy(
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
+        if not dry_run:
+            # The release id is not known yet: RELEASE_ID is the placeholder here.
+            before = loaded.plan(PLACEHOLDER_RELEASE, run_id, render_files=False)
+            run_build_hooks(before.hosts, "before_build")
         if resumed is not None:
             release = _rebuild(loaded, Path(tmp), resumed)
         else:
@@ -245,6 +250,7 @@ def deploy(
         plan = loaded.plan(release.id, run_id)
         if dry_run:
             return describe(plan, release)
+        run_build_hooks(plan.hosts, "after_build")
         local = local_facts(
             plan,
             release,

@@ -7,7 +7,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from deployer.errors import DeployerError, RemoteCommandError
+from deployer.errors import ConfigError, DeployerError, RemoteCommandError
 from deployer.events import Notice
 from deployer.plan import DeployPlan, HostPlan
 from deployer.remote import scripts
@@ -32,8 +32,26 @@ def run_hooks(
         runner.bus.emit(Notice(level="error", text=f"hook {point} failed: {exc}"))
 
 
-def _run(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan]) -> None:
-    # Local hooks are rendered like remote ones; the first host's rendering is used.
+BUILD_POINTS = ("before_build", "after_build")
+
+
+def run_build_hooks(hosts: Sequence[HostPlan], point: str) -> None:
+    """`before_build`/`after_build`: on this machine only, before anything connects."""
+    if not hosts:
+        return
+    for where, _ in hosts[0].hooks.get(point, ()):
+        if where != "local":
+            raise ConfigError(
+                f"a {point} hook runs on this machine, before any host is touched",
+                key_path=f"hooks.{point}",
+                hint="write it as {local: ...}, or move it to before_stage",
+            )
+    run_local_hooks(hosts, point)
+
+
+def run_local_hooks(hosts: Sequence[HostPlan], point: str) -> None:
+    """Run the point's local hooks once, rendered for the first host, with the hosts listed
+    in DEPLOY_HOSTS. A failure raises with the hook's output."""
     for where, command in hosts[0].hooks.get(point, ()):
         if where == "local":
             env = {
@@ -58,6 +76,10 @@ def _run(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan]
                     done.stdout + done.stderr,
                     command=command,
                 )
+
+
+def _run(runner: Runner, plan: DeployPlan, point: str, hosts: Sequence[HostPlan]) -> None:
+    run_local_hooks(hosts, point)
 
     def remote(hp: HostPlan) -> None:
         for where, command in hp.hooks.get(point, ()):
