@@ -40,11 +40,11 @@ def playbook(**variables: object) -> Playbook:
 
 WEB1 = Host(
     name="web1",
-    address="10.0.0.1",
+    address="127.0.0.61",
     port=2222,
     user="deploy",
     groups=("all", "web", "canary"),
-    vars={"ansible_host": "10.0.0.1", "tier": "canary", "app_port": 8001},
+    vars={"ansible_host": "127.0.0.61", "tier": "canary", "app_port": 8001},
 )
 
 
@@ -159,12 +159,12 @@ def test_host_variables_precedence_and_magic_variables() -> None:
     assert variables["only_playbook"] == 1
     assert variables["release"] == "20240101T000000Z"  # extra beats both
     assert variables["inventory_hostname"] == "web1"
-    assert variables["ansible_host"] == "10.0.0.1"
+    assert variables["ansible_host"] == "127.0.0.61"
     assert (variables["ansible_port"], variables["ansible_user"]) == (2222, "deploy")
     assert variables["group_names"] == ["canary", "web"]
     assert variables["groups"]["web"] == ["web1"]
     assert variables["application"] == "sample-app"
-    assert render(template("{{ ansible_host }}:{{ app_port }}"), variables) == "10.0.0.1:8001"
+    assert render(template("{{ ansible_host }}:{{ app_port }}"), variables) == "127.0.0.61:8001"
 
 
 def test_ansible_host_defaults_to_the_address() -> None:
