@@ -3,11 +3,7 @@ codes. Nothing else lives here. A project exposes them with `from deployer.tasks
 
 from __future__ import annotations
 
-import functools
-import signal
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -17,10 +13,8 @@ from invoke.tasks import task
 
 from deployer import api
 from deployer.errors import DeployerError
-from deployer.events import Subscriber
 from deployer.flags.tasks import flags as flags_collection
-from deployer.reporters import JsonLinesReporter, TerminalReporter
-from deployer.secrets import redact
+from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,55 +35,6 @@ def _help(*names: str, **extra: str) -> dict[str, str]:
     return {**{n: COMMON_HELP[n] for n in names}, **extra}
 
 
-def _sigterm_as_interrupt() -> None:
-    # A cancelled CI job sends SIGTERM: clean up exactly as for Ctrl-C.
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _handles_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _sigterm_as_interrupt()
-        try:
-            return fn(*args, **kwargs)
-        except DeployerError as exc:
-            print(f"error: {redact(str(exc))}", file=sys.stderr)
-            raise Exit(code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            print(
-                "interrupted: lock released and staged releases cleaned up where reachable;"
-                " see the summary above",
-                file=sys.stderr,
-            )
-            raise Exit(code=130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _project() -> api.Project:
-    return api.Project(Path.cwd())
-
-
-def _require_env(env: str | None) -> str:
-    if not env:
-        raise Exit("error: --env is required (an inventory under inventories/)", code=2)
-    return env
-
-
-def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> api.Options:
-    reporters: list[Subscriber] = []
-    if format == "json":
-        reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))
-    elif format == "text":
-        reporters.append(TerminalReporter(sys.stdout, verbose=verbose))
-    else:
-        raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
-    return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
-
-
 @task(
     help=_help(
         "env",
@@ -106,7 +51,7 @@ def _options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> 
         resume="continue the last unfinished deploy: same release, hosts already on it kept",
     )
 )
-@_handles_errors
+@handles_errors
 def deploy(
     c: Context,
     env: str | None = None,
@@ -123,10 +68,10 @@ def deploy(
     strict: bool = False,
 ) -> None:
     """Build one release and roll it out in health-checked batches."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     result = api.deploy(
         loaded,
-        _options(format, verbose, accept_new_host_keys),
+        options(format, verbose, accept_new_host_keys),
         ref=ref,
         dry_run=dry_run,
         skip_unreachable=skip_unreachable,
@@ -150,7 +95,7 @@ def deploy(
         "strict",
     )
 )
-@_handles_errors
+@handles_errors
 def preflight(
     c: Context,
     env: str | None = None,
@@ -166,10 +111,10 @@ def preflight(
 
     The same checklist every deploy runs after taking the lock, without taking it: nothing is
     uploaded or changed on any host."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     checklist = api.preflight(
         loaded,
-        _options(format, False, accept_new_host_keys),
+        options(format, False, accept_new_host_keys),
         ref=ref,
         override=override,
         strict=strict,
@@ -189,7 +134,7 @@ def preflight(
         to="release id to return to (default: the previous successful one)",
     )
 )
-@_handles_errors
+@handles_errors
 def rollback(
     c: Context,
     env: str | None = None,
@@ -201,12 +146,12 @@ def rollback(
     playbook: str = "deploy",
 ) -> None:
     """Return the fleet to the previous successfully deployed release."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
-    api.rollback(loaded, _options(format, verbose, accept_new_host_keys), to=to)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
+    api.rollback(loaded, options(format, verbose, accept_new_host_keys), to=to)
 
 
 @task(help=_help("env", "limit", "format", "accept_new_host_keys", "playbook"))
-@_handles_errors
+@handles_errors
 def status(
     c: Context,
     env: str | None = None,
@@ -216,7 +161,7 @@ def status(
     playbook: str = "deploy",
 ) -> None:
     """Each host's current and previous release, health, lock holder; drift flagged."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     if format == "json":
         import dataclasses
@@ -241,7 +186,7 @@ def status(
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
-@_handles_errors
+@handles_errors
 def releases(
     c: Context,
     env: str | None = None,
@@ -250,7 +195,7 @@ def releases(
     playbook: str = "deploy",
 ) -> None:
     """The releases on each host, marking current (*) and the rollback target (<)."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys), health=False)
     for r in rows:
         print(f"{r.host}:" + (f" UNREACHABLE {r.error.splitlines()[0]}" if r.error else ""))
@@ -261,7 +206,7 @@ def releases(
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
-@_handles_errors
+@handles_errors
 def unlock(
     c: Context,
     env: str | None = None,
@@ -270,7 +215,7 @@ def unlock(
     playbook: str = "deploy",
 ) -> None:
     """Clear a stale deploy lock (after a killed deploy). Prints who held it."""
-    loaded = api.load(_project(), _require_env(env), limit=limit, playbook=playbook)
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     for host, held in api.unlock(
         loaded, api.Options(accept_new_host_keys=accept_new_host_keys)
     ).items():
@@ -281,13 +226,13 @@ def unlock(
 
 
 @task(help=_help("env"))
-@_handles_errors
+@handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
     """Start one local container per inventory host (real sshd on its 127.0.0.N)."""
     from deployer.sandbox import start_fleet  # optional extra: deployer[sandbox]
 
-    inventory = api.load_inventory_only(_project(), env)
-    state = _project().root / ".sandbox" / env
+    inventory = api.load_inventory_only(project(), env)
+    state = project().root / ".sandbox" / env
     fleet = start_fleet(
         f"sandbox-{env}",
         [(h.name, h.address) for h in inventory.hosts],
@@ -300,7 +245,7 @@ def sandbox_up(c: Context, env: str = "local") -> None:
 
 
 @task(help=_help("env"))
-@_handles_errors
+@handles_errors
 def sandbox_down(c: Context, env: str = "local") -> None:
     """Remove the sandbox containers of this environment."""
     from deployer.sandbox import down_fleet

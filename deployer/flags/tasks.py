@@ -1,18 +1,12 @@
 """The Invoke collection `flags` (list, set, push): parse options, call `deployer.flags.push`,
 print, map errors to exit codes. Nothing else lives here. Wired into the root collection by
 `ns.add_collection(flags)` in deployer/tasks.py.
-
-The error wrapper mirrors deployer/tasks.py's rather than importing it, so that module can
-import this one at its top without a cycle.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -21,11 +15,8 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deployer import api
-from deployer.errors import DeployerError
-from deployer.events import Subscriber
 from deployer.flags.push import FlagsReport, Pushed, list_flags, push_flags, set_flag
-from deployer.reporters import JsonLinesReporter, TerminalReporter
-from deployer.secrets import redact
+from deployer.taskkit import handles_errors, options, project, require_env
 
 __all__ = ["flags"]
 
@@ -46,40 +37,12 @@ def _help(*names: str, **extra: str) -> dict[str, str]:
     return {**{n: HELP[n] for n in names}, **extra}
 
 
-def _handles_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DeployerError as exc:
-            print(f"error: {redact(str(exc))}", file=sys.stderr)
-            raise Exit(code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            print("interrupted: our lock released where reachable", file=sys.stderr)
-            raise Exit(code=130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _load(env: str | None, playbook: str, limit: str | None = None) -> api.Loaded:
-    if not env:
-        raise Exit("error: --env is required (an inventory under inventories/)", code=2)
-    return api.load(api.Project(Path.cwd()), env, limit=limit, playbook=playbook)
-
-
-def _options(format: str, verbose: bool, accept_new_host_keys: bool) -> api.Options:
-    reporters: list[Subscriber] = []
-    if format == "json":
-        reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))
-    elif format == "text":
-        reporters.append(TerminalReporter(sys.stdout, verbose=verbose))
-    else:
-        raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
-    return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
+    return api.load(project(), require_env(env), limit=limit, playbook=playbook)
 
 
 @task(help=_help("env", "limit", "format", "accept_new_host_keys", "playbook"))
-@_handles_errors
+@handles_errors
 def list_(
     c: Context,
     env: str | None = None,
@@ -146,7 +109,7 @@ def _summary(result: Pushed, what: str) -> None:
     ),
     auto_shortflags=False,
 )
-@_handles_errors
+@handles_errors
 def set_(
     c: Context,
     name: str,
@@ -170,7 +133,7 @@ def set_(
     loaded = _load(env, playbook)
     result = set_flag(
         loaded,
-        _options(format, verbose, accept_new_host_keys),
+        options(format, verbose, accept_new_host_keys),
         name,
         on=on,
         off=off,
@@ -186,7 +149,7 @@ def set_(
 
 
 @task(help=_help("env", "format", "verbose", "accept_new_host_keys", "playbook"))
-@_handles_errors
+@handles_errors
 def push(
     c: Context,
     env: str | None = None,
@@ -197,7 +160,7 @@ def push(
 ) -> None:
     """Push flags/<env>.yml as it is to every host (after a hand edit, or to fix drift)."""
     loaded = _load(env, playbook)
-    result = push_flags(loaded, _options(format, verbose, accept_new_host_keys))
+    result = push_flags(loaded, options(format, verbose, accept_new_host_keys))
     if format == "text":
         _summary(result, f"{result.flagset.file}: {len(result.flagset.flags)} flag(s)")
 

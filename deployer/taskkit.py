@@ -1,0 +1,73 @@
+"""What every Invoke task module shares: errors to exit codes (SIGTERM treated as Ctrl-C),
+the required --env, and reporters from --format/-v. Imports no task module, so each one can
+use it without a cycle."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke.exceptions import Exit
+
+from deployer import api
+from deployer.errors import DeployerError
+from deployer.events import Subscriber
+from deployer.reporters import JsonLinesReporter, TerminalReporter
+from deployer.secrets import redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sigterm_as_interrupt() -> None:
+    # A cancelled CI job sends SIGTERM: clean up exactly as for Ctrl-C.
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def handles_errors(fn: F) -> F:
+    """Map DeployerError to its exit code (message masked) and Ctrl-C/SIGTERM to 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _sigterm_as_interrupt()
+        try:
+            return fn(*args, **kwargs)
+        except DeployerError as exc:
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            print(
+                "interrupted: lock released and staged releases cleaned up where reachable;"
+                " see the summary above",
+                file=sys.stderr,
+            )
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def project() -> api.Project:
+    return api.Project(Path.cwd())
+
+
+def require_env(env: str | None) -> str:
+    if not env:
+        raise Exit("error: --env is required (an inventory under inventories/)", code=2)
+    return env
+
+
+def options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> api.Options:
+    reporters: list[Subscriber] = []
+    if format == "json":
+        reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))
+    elif format == "text":
+        reporters.append(TerminalReporter(sys.stdout, verbose=verbose))
+    else:
+        raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
+    return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)
