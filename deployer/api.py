@@ -218,6 +218,21 @@ def build(
     )
 
 
+def _policy(loaded: Loaded, override: str | None, strict: bool, lenient: bool = False) -> Policy:
+    """What stops a run besides critical failures: `--override`, and `--strict` ORed with the
+    playbook's `preflight: {strict: true}` (the flag can add strictness, never remove it)."""
+    setting = loaded.playbook.preflight
+    strict_by = "--strict" if strict else ""
+    if setting.strict and not strict:
+        strict_by = str(setting.where) if setting.where else f"{loaded.playbook.path}: preflight"
+    return Policy(
+        overrides=parse_overrides(override),
+        strict=strict or setting.strict,
+        strict_by=strict_by,
+        lenient=lenient,
+    )
+
+
 def deploy(
     loaded: Loaded,
     options: Options,
@@ -235,7 +250,7 @@ def deploy(
     The pre-deployment checklist runs once the lock is taken: a critical failure stops the
     deploy; so does any other failure unless `override` names it ("health,rollback" or
     "all-warnings"), and with `strict` any warning too. Resuming, only critical ones stop."""
-    policy = Policy(overrides=parse_overrides(override), strict=strict, lenient=resume)
+    policy = _policy(loaded, override, strict, lenient=resume)
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
@@ -288,7 +303,7 @@ def preflight(
     the plan (an undefined variable or missing secret becomes a failed item, not an error),
     asks every host for its facts without taking the lock, probes the health of each host
     running a release. Uploads nothing, changes nothing on any host."""
-    policy = Policy(overrides=parse_overrides(override), strict=strict)
+    policy = _policy(loaded, override, strict)
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         release = build(loaded, Path(tmp), ref)

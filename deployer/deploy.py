@@ -234,7 +234,7 @@ def _preflight(
         release_locks(runner, [hp for hp in hosts if hp.name in locked.facts], plan.run_id)
         if stopped:  # the lock's own errors: who holds it (exit 4), or which hosts (exit 5)
             raise lock_failure(locked.problems, env_hint(hosts))
-        raise preflight_error(checklist, plan.env)
+        raise preflight_error(checklist, plan.env, checks.policy.strict_by)
     report_skipped(runner, locked)
     for item in checklist.items:
         if item.name in checklist.overridden:

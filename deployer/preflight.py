@@ -108,6 +108,7 @@ class Policy:
 
     overrides: frozenset[str] = frozenset()
     strict: bool = False  # warnings of non-critical items block too
+    strict_by: str = ""  # what made it strict, for the error: --strict, or where in the playbook
     lenient: bool = False  # --resume: finishing an approved deploy; only critical items block
 
 
@@ -464,8 +465,9 @@ def parse_overrides(value: str | None) -> frozenset[str]:
     return names
 
 
-def preflight_error(checklist: Checklist, env: str) -> PreflightError:
-    """One error naming every blocking item, its hosts and what to do."""
+def preflight_error(checklist: Checklist, env: str, strict_by: str = "") -> PreflightError:
+    """One error naming every blocking item, its hosts and what to do; `strict_by` says what
+    made warnings block (`--strict`, or the playbook's preflight.strict)."""
     blocking = [i for i in checklist.items if i.name in checklist.blocking]
     lines = [
         f"preflight: {len(blocking)} check(s) failed; nothing was changed and no lock is kept:"
@@ -476,6 +478,8 @@ def preflight_error(checklist: Checklist, env: str) -> PreflightError:
         lines += [f"    {line}" for line in item.detail.splitlines()]
         if item.remedy:
             lines.append(f"    what to do: {item.remedy}")
+    if strict_by and any(i.status == WARN for i in blocking):
+        lines.append(f"  warnings block because of {strict_by}")
     soft = [i.name for i in blocking if not i.critical]
     if soft:
         hint = f"to deploy anyway: --override {','.join(soft)}"

@@ -27,7 +27,8 @@ COMMON_HELP = {
     "playbook": "playbook name under playbooks/ (default: deploy)",
     "ref": "git ref to deploy (when the playbook's source is git)",
     "override": "let these failed non-critical checks through: ITEM[,ITEM] or all-warnings",
-    "strict": "warnings of the checklist (source not pushed, no notifications) block too",
+    "strict": "warnings of the checklist (source not pushed, no notifications) block too"
+    " (also set by preflight: {strict: true} in the playbook)",
 }
 
 

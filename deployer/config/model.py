@@ -166,6 +166,15 @@ class Notify:
     where: Location | None = None
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """How the pre-deployment checklist judges. `strict`: its warnings (source not clean and
+    pushed, no notifications) block a deploy too, as `--strict` does; the two are ORed."""
+
+    strict: bool = False
+    where: Location | None = None  # where `strict` was set, to say why a warning blocked
+
+
 HOOK_POINTS = (
     "before_build",
     "after_build",
@@ -198,3 +207,4 @@ class Playbook:
     vars: Mapping[str, Any] = field(default_factory=dict)  # defaults below inventory vars
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)  # name -> source
     notify: Notify = Notify()
+    preflight: Preflight = Preflight()

@@ -20,6 +20,7 @@ from deployer.config.model import (
     Migrate,
     Notify,
     Playbook,
+    Preflight,
     SecretSource,
     Shared,
     Source,
@@ -49,6 +50,7 @@ _TOP_KEYS = (
     "vars",
     "secrets",
     "notify",
+    "preflight",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -82,6 +84,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
+    preflight = section("preflight")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
@@ -102,6 +105,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         vars=_vars(variables) if variables else {},
         secrets=_secrets(secrets) if secrets else {},
         notify=_notify(notify) if notify else Notify(),
+        preflight=_preflight(preflight) if preflight else Preflight(),
     )
 
 
@@ -381,6 +385,14 @@ def _notify(node: Node) -> Notify:
         timeout=timeout.number(positive=True) if timeout else Notify().timeout,
         where=fields["url_env"].location(),
     )
+
+
+def _preflight(node: Node) -> Preflight:
+    """`preflight: {strict: true}`: the checklist's warnings block, as with `--strict`."""
+    strict = _fields(node, ("strict",)).get("strict")
+    if strict is None:
+        return Preflight()
+    return Preflight(strict=strict.boolean(), where=strict.location())
 
 
 def _secrets(node: Node) -> dict[str, SecretSource]:

@@ -213,3 +213,23 @@ def test_missing_rollback_target_stops_the_deploy(project: Project) -> None:
     )
     assert "--override" in out.stderr and "rollback" in out.stderr
     assert project.releases("web1") == [first] and not project.locked("web1")
+
+
+def test_playbook_preflight_strict_makes_a_warning_block_without_the_flag(
+    project: Project,
+) -> None:
+    project.playbook(preflight={"strict": True})
+    checked = project.invoke("preflight", "--env", "test")
+    assert checked.returncode == 5, checked.stdout + checked.stderr
+    notify = item_line(checked.stdout, "notify")
+    assert notify.startswith("  warn  notify") and "[blocks the deploy]" in notify
+    assert checked.stdout.rstrip().endswith("preflight: stopped by notify")
+    out = project.invoke("deploy", "--env", "test")  # no --strict: the playbook says so
+    assert out.returncode == 5, out.stdout + out.stderr
+    assert "notify (warning, strict)" in out.stderr and "--override notify" in out.stderr
+    assert "warnings block because of playbooks/deploy.yml:" in out.stderr
+    assert ": preflight.strict" in out.stderr
+    assert_untouched(project)
+    allowed = project.invoke("deploy", "--env", "test", "--override", "notify")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "[overridden]" in item_line(allowed.stdout, "notify")

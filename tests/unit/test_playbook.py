@@ -12,6 +12,7 @@ from deployer.config import (
     Health,
     Hook,
     Playbook,
+    Preflight,
     Shared,
     Source,
     Strategy,
@@ -77,6 +78,7 @@ def test_minimal_playbook_gets_the_documented_defaults(project: Path) -> None:
     assert playbook.hooks == {}
     assert playbook.connection == Connection()
     assert playbook.vars == {}
+    assert playbook.preflight == Preflight(strict=False)
 
 
 def test_full_playbook(project: Path) -> None:
@@ -133,6 +135,33 @@ def test_full_playbook(project: Path) -> None:
     assert playbook.connection == Connection(parallel=5, connect_timeout=3, command_timeout=60)
     assert playbook.vars == {"app_port": 8000, "nested": {"a": [1, 2]}}
     assert type(playbook.vars["nested"]) is dict  # plain values, no line bookkeeping
+
+
+def test_preflight_strict_is_read_with_where_it_was_set(project: Path) -> None:
+    playbook = load(project, with_minimal("preflight:\n  strict: true\n"))
+    assert playbook.preflight.strict is True
+    assert str(playbook.preflight.where) == "playbooks/deploy.yml:5: preflight.strict"
+    off = load(project, with_minimal("preflight: {strict: false}\n"))
+    assert off.preflight.strict is False
+    assert load(project, with_minimal("preflight:\n")).preflight == Preflight()
+    assert load(project, with_minimal("preflight: {}\n")).preflight == Preflight()
+
+
+def test_preflight_errors_name_file_line_and_key(project: Path) -> None:
+    error = error_of(project, with_minimal("preflight:\n  strikt: true\n"))
+    assert error.message == (
+        "playbooks/deploy.yml:5: preflight.strikt: unknown key (allowed: strict)"
+    )
+    assert error.hint == "did you mean 'strict'?"
+    error = error_of(project, with_minimal('preflight:\n  strict: "yes please"\n'))
+    assert (error.file, error.line, error.key_path) == (
+        "playbooks/deploy.yml",
+        5,
+        "preflight.strict",
+    )
+    assert "expected true or false" in error.message
+    error = error_of(project, with_minimal("preflight: strict\n"))
+    assert (error.line, error.key_path) == (4, "preflight")
 
 
 def test_empty_optional_keys_mean_their_defaults(project: Path) -> None:
@@ -265,7 +294,7 @@ def test_unknown_top_level_key_lists_the_allowed_ones(project: Path) -> None:
     assert error.message == (
         "playbooks/deploy.yml:4: keep_release: unknown key (allowed: application, deploy_to, "
         "keep_releases, source, shared, templates, migrate, restart, health, strategy, hooks, "
-        "connection, vars, secrets, notify)"
+        "connection, vars, secrets, notify, preflight)"
     )
     assert error.hint == "did you mean 'keep_releases'?"
 

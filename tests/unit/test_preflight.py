@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deployer import api
 from deployer import preflight as pf
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.config.model import Host
@@ -255,6 +256,41 @@ def test_strict_makes_warnings_block_unless_overridden() -> None:
     assert pf.decide(built, pf.Policy(strict=True)).blocking == ("notify",)
     policy = pf.Policy(strict=True, overrides=frozenset({"notify"}))
     assert pf.decide(built, policy).overridden == ("notify",)
+
+
+def test_the_error_says_what_made_a_warning_block() -> None:
+    built = pf.build_checklist(local(notify_env=None), fleet())
+    checklist = pf.decide(built, pf.Policy(strict=True))
+    where = "playbooks/deploy.yml:9: preflight.strict"
+    text = str(pf.preflight_error(checklist, "prod", where))
+    assert "notify (warning, strict): notifications configured" in text
+    assert f"warnings block because of {where}" in text
+    assert "because of" not in str(pf.preflight_error(pf.decide(failing()), "prod", where))
+
+
+def loaded(tmp_path: Path, extra: str = "") -> api.Loaded:
+    inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
+    playbook = parse_playbook(PLAYBOOK + extra, "playbooks/deploy.yml")
+    return api.Loaded(api.Project(tmp_path), "test", inventory, playbook, inventory.hosts)
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "strict", "by"),
+    [
+        (None, False, False, ""),
+        (None, True, True, "--strict"),
+        ("false", True, True, "--strict"),
+        ("true", False, True, "playbooks/deploy.yml:7: preflight.strict"),  # PLAYBOOK has 6 lines
+        ("true", True, True, "--strict"),
+    ],
+)
+def test_the_playbook_strict_key_ors_with_the_flag(
+    tmp_path: Path, key: str | None, flag: bool, strict: bool, by: str
+) -> None:
+    extra = f"preflight:\n  strict: {key}\n" if key else ""
+    policy = api._policy(loaded(tmp_path, extra), "notify", flag)
+    assert (policy.strict, policy.strict_by) == (strict, by)
+    assert policy.overrides == {"notify"} and not policy.lenient
 
 
 def test_resuming_only_critical_failures_block() -> None:
