@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 from deployer import api
 from deployer.errors import DeployerError
 from deployer.events import Subscriber
-from deployer.reporters import JsonLinesReporter, TerminalReporter
+from deployer.reporters import JsonLinesReporter, terminal_reporter
 from deployer.secrets import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,7 +67,8 @@ def options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> a
     if format == "json":
         reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))
     elif format == "text":
-        reporters.append(TerminalReporter(sys.stdout, verbose=verbose))
+        # Live at a terminal; line per event in CI logs and pipes (`reporters.live`).
+        reporters.append(terminal_reporter(sys.stdout, verbose=verbose))
     else:
         raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
     return api.Options(reporters=reporters, accept_new_host_keys=accept_new_host_keys)

@@ -1,4 +1,5 @@
-"""A plain, line-oriented terminal view: readable in CI logs (no cursor tricks)."""
+"""A plain, line-oriented terminal view: readable in CI logs and pipes (no cursor tricks).
+At a terminal, `deployer.reporters.live` draws a live view from the same lines."""
 
 from __future__ import annotations
 
@@ -68,11 +69,14 @@ def _size(n: float) -> str:
 
 
 class TerminalReporter:
+    """One or more lines per event, written as they come. `lines` is also the live view's
+    source for what stays in the scrollback (`deployer.reporters.live`)."""
+
     def __init__(self, stream: IO[str], *, verbose: bool = False) -> None:
         self.stream = stream
         self.verbose = verbose
         self._lock = threading.Lock()
-        self._width = 8
+        self.width = 8  # host name column, set from the run's hosts
 
     def _out(self, text: str) -> None:
         with self._lock:
@@ -81,54 +85,59 @@ class TerminalReporter:
 
     def __call__(self, event: Event) -> None:
         event = redact_event(event)  # whoever emitted it, no secret gets out
+        for text in self.lines(event):
+            self._out(text)
+
+    def lines(self, event: Event) -> list[str]:
+        """What this view prints for one (already redacted) event: each item one write of
+        one or more lines. Nothing for events it does not show."""
+        w = self.width
         if isinstance(event, RunStarted):
-            self._width = max([8, *(len(h) for h in event.hosts)])
+            self.width = max([8, *(len(h) for h in event.hosts)])
             batches = f", {len(event.batches)} batch(es)" if event.batches else ""
-            self._out(
+            return [
                 f"{event.action} {event.release or ''} → {event.env}: "
                 f"{len(event.hosts)} host(s){batches} (run {event.run_id})"
-            )
-        elif isinstance(event, StepStarted):
+            ]
+        if isinstance(event, StepStarted):
             if self.verbose and event.command:
                 body = "\n".join("      " + line for line in event.command.splitlines())
-                self._out(f"  {event.host:<{self._width}} $ {event.step}:\n{body}")
+                return [f"  {event.host:<{w}} $ {event.step}:\n{body}"]
         elif isinstance(event, StepFinished):
             mark = "ok" if event.ok else "FAILED"
-            line = f"  {event.host:<{self._width}} {event.step:<9} {mark} {event.duration:.2f}s"
+            line = f"  {event.host:<{w}} {event.step:<9} {mark} {event.duration:.2f}s"
             if not event.ok and event.error:
                 line += "\n" + "\n".join("      " + x for x in event.error.splitlines())
-            self._out(line)
+            return [line]
         elif isinstance(event, UploadProgress):
             if event.sent == event.total:
-                self._out(f"  {event.host:<{self._width}} upload    {_size(event.total)} sent")
-            elif self.verbose:
-                self._out(
-                    f"  {event.host:<{self._width}} upload    "
-                    f"{_size(event.sent)} / {_size(event.total)}"
-                )
+                return [f"  {event.host:<{w}} upload    {_size(event.total)} sent"]
+            if self.verbose:
+                return [f"  {event.host:<{w}} upload    {_size(event.sent)} / {_size(event.total)}"]
         elif isinstance(event, BatchStarted):
-            self._out(f"batch {event.index}/{event.total}: {' '.join(event.hosts)}")
+            return [f"batch {event.index}/{event.total}: {' '.join(event.hosts)}"]
         elif isinstance(event, HealthChecked):
             mark = "healthy" if event.ok else "UNHEALTHY"
-            self._out(
-                f"  {event.host:<{self._width}} health    {mark} after {event.attempts}"
+            return [
+                f"  {event.host:<{w}} health    {mark} after {event.attempts}"
                 f" probe(s): {event.detail[:160]}"
-            )
+            ]
         elif isinstance(event, BatchFinished):
             if event.failed:
                 verdict = "within the failure budget" if event.within_budget else "over budget"
-                self._out(
+                return [
                     f"batch {event.index}/{event.total}: {len(event.failed)} failed"
                     f" ({', '.join(event.failed)}), {verdict}"
-                )
-            else:
-                self._out(f"batch {event.index}/{event.total}: healthy")
+                ]
+            return [f"batch {event.index}/{event.total}: healthy"]
         elif isinstance(event, Checklist):
-            self._out("\n".join(_checklist(event)))
+            return ["\n".join(_checklist(event))]
         elif isinstance(event, Notice):
-            self._out(f"{event.level.upper()}: {event.text}")
+            return [f"{event.level.upper()}: {event.text}"]
         elif isinstance(event, RunFinished):
             verdict = "finished" if event.ok else "FAILED"
-            self._out(f"{event.action} {verdict} in {event.duration:.1f}s")
-            for host, release in event.releases.items():
-                self._out(f"  {host:<{self._width}} {release or '(no release)'}")
+            return [f"{event.action} {verdict} in {event.duration:.1f}s"] + [
+                f"  {host:<{w}} {release or '(no release)'}"
+                for host, release in event.releases.items()
+            ]
+        return []
