@@ -5,6 +5,7 @@ use it without a cycle."""
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -22,6 +23,16 @@ from deployer.secrets import redact
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _quiet_paramiko() -> None:
+    # With no logging configured, Python prints paramiko's errors on stderr ("Secsh channel 1
+    # open FAILED: Connection refused") through its last-resort handler: noise beside our own
+    # report of the same failure, and a line that breaks the live view's redraw. A handler of
+    # its own keeps them out; a program that configures logging still gets them.
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+
+
 def _sigterm_as_interrupt() -> None:
     # A cancelled CI job sends SIGTERM: clean up exactly as for Ctrl-C.
     def handler(signum: int, frame: object) -> None:
@@ -36,6 +47,7 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _sigterm_as_interrupt()
+        _quiet_paramiko()
         try:
             return fn(*args, **kwargs)
         except DeployerError as exc:

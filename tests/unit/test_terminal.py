@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -350,3 +353,25 @@ def test_live_view_masks_secrets() -> None:
     ]
     out = live(events, colour=False)[1].getvalue()
     assert "pw-live-5b7e20" not in out and "token ***" in out
+
+
+def test_paramiko_log_lines_do_not_reach_the_terminal() -> None:
+    """Found running the quick start: with no logging configured, Python printed paramiko's
+    "Secsh channel 1 open FAILED" on stderr beside the checklist's own report of it."""
+    program = textwrap.dedent(
+        """
+        import logging
+        from deployer.taskkit import handles_errors
+
+        @handles_errors
+        def task():
+            logging.getLogger("paramiko.transport").error("Secsh channel 1 open FAILED")
+            logging.getLogger("other").error("still shown")
+
+        task()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Secsh" not in done.stderr and "still shown" in done.stderr
