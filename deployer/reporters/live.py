@@ -1,7 +1,7 @@
 """The live terminal view, for a person at a terminal: what must stay in the scrollback
 (header, checklist, batches, failures, notices, the final summary) is printed as the plain
 view prints it, and below it one row per host (its current step, upload bytes, health) is
-redrawn in place with ANSI cursor-up and erase-line.
+redrawn in place with three ANSI sequences only: cursor up, erase line, erase below.
 
 Used only when the stream is a TTY and TERM is set and not "dumb" (`terminal_reporter`);
 CI logs and pipes get `TerminalReporter`'s lines unchanged. Colour follows NO_COLOR. Anything
@@ -86,7 +86,7 @@ class LiveReporter:
         self._size = size
         self._plain = TerminalReporter(stream, verbose=verbose)
         self._rows: dict[str, _Row] = {}
-        self._drawn = 0  # lines of the block on screen, below the cursor's line start
+        self._drawn = 0  # rows of the block on screen, just above the cursor
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ events
