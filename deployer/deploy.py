@@ -437,9 +437,6 @@ def _bake(
         canary=done,
         baseline=baseline,
     )
-    state.record.setdefault("canary", []).append(
-        {"step": index, "promote": verdict.promote, "reason": verdict.reason}
-    )
     if runner.cancelled.is_set():
         raise KeyboardInterrupt
     if verdict.promote:
