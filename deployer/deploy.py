@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.canary import bake
 from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
@@ -386,11 +387,67 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
             _revert(plan, runner, state, bus, [h for h in batch if h.name in bad])
         run_hooks(runner, plan, "after_switch", [h for h in batch if h.name not in bad])
         done.extend(h for h in batch if h.name not in bad)
+        if strategy.canary and index < len(plan.batches):
+            _bake(plan, runner, state, bus, index, done)
         if strategy.pause and index < len(plan.batches):
             bus.emit(
                 Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch")
             )
             time.sleep(strategy.pause)
+
+
+def _bake(
+    plan: DeployPlan,
+    runner: Runner,
+    state: DeployState,
+    bus: EventBus,
+    index: int,
+    done: list[HostPlan],
+) -> None:
+    """Let canary step `index` bake while its numbers are compared with the hosts still on
+    the old release; promote, or return every switched host to where it was."""
+    canary = plan.playbook.strategy.canary
+    assert canary is not None
+    waiting = [n for batch in plan.batches[index:] for n in batch]
+    baseline = [
+        plan.host(n) for n in waiting if state.on.get(n) not in (None, plan.release_id, UNKNOWN)
+    ]
+    if not baseline:
+        bus.emit(
+            Notice(
+                level="warning",
+                text="canary: no host left on an earlier release to compare with;"
+                " only absolute rules (max_error_rate) can stop this step",
+            )
+        )
+    bus.emit(
+        Notice(
+            level="info",
+            text=f"canary step {index}/{len(plan.batches)}: baking {canary.bake:g}s"
+            f" ({len(done)} host(s) on {plan.release_id})",
+        )
+    )
+    verdict = bake(
+        runner,
+        plan.playbook.health,
+        canary.analysis,
+        step=index,
+        steps=len(plan.batches),
+        seconds=canary.bake,
+        canary=done,
+        baseline=baseline,
+    )
+    if runner.cancelled.is_set():
+        raise KeyboardInterrupt
+    if verdict.promote:
+        return
+    _revert(plan, runner, state, bus, list(done))
+    raise DeployFailed(
+        f"canary step {index}/{len(plan.batches)} {verdict.reason}; rolled back"
+        f" {len(done)} host(s) to their previous release",
+        hint=f"see the canary analysis above (and in the run record); fix the release and"
+        f" re-run `invoke deploy --env {plan.env}`",
+    )
 
 
 def _expects_version(plan: DeployPlan) -> bool:

@@ -80,6 +80,41 @@ class HealthChecked(Event):
 
 
 @dataclass(frozen=True)
+class CanaryGroup:
+    """One side of a canary comparison, as measured during the bake."""
+
+    hosts: Sequence[str]  # the hosts sampled
+    samples: int
+    errors: int  # no answer in time, or HTTP 5xx
+    error_rate: float | None  # percent; None without samples
+    p50_ms: float | None  # of answered requests
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class CanaryRule:
+    name: str  # e.g. "p95 latency"
+    canary: str  # measured values, formatted for people
+    baseline: str
+    limit: str  # the rule as applied, e.g. "<= 1.5 x baseline (30 ms)"
+    ok: bool | None  # None: not checked (no baseline to compare with)
+
+
+@dataclass(frozen=True)
+class CanaryAnalyzed(Event):
+    """The verdict of one canary step's bake: promote to the next step, or roll back."""
+
+    step: int  # 1-based
+    steps: int
+    bake: float  # seconds sampled
+    canary: CanaryGroup
+    baseline: CanaryGroup | None  # None when no host is left on the old release
+    rules: Sequence[CanaryRule]
+    promote: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     level: str  # info | warning | error
     text: str

@@ -41,6 +41,21 @@ def compute_batches(hosts: Sequence[T], serial: Sequence[int | str]) -> list[lis
     return batches
 
 
+def canary_batches(hosts: Sequence[T], steps: Sequence[int | str]) -> list[list[T]]:
+    """Split hosts into canary steps. Each step is the cumulative share of the hosts on the
+    new release once it is done (a count or a percentage, rounded down, at least 1); a step
+    that adds no host is dropped, and a last step taking every host is implied."""
+    total = len(hosts)
+    batches: list[list[T]] = []
+    placed = 0
+    for step in [*steps, "100%"]:
+        target = min(total, _batch_size(step, total))
+        if target > placed:
+            batches.append(list(hosts[placed:target]))
+            placed = target
+    return batches
+
+
 def _batch_size(entry: int | str, total: int) -> int:
     if isinstance(entry, str) and entry.endswith("%"):
         return max(1, math.floor(total * float(entry[:-1]) / 100))
@@ -72,6 +87,7 @@ class HostPlan:
     # Rendered templates: may hold secrets, so never in a repr or a traceback.
     host_files: HostFiles = field(repr=False)
     hooks: Mapping[str, tuple[tuple[str, str], ...]]  # point -> ((where, command), ...)
+    analysis_url: str | None = None  # what a canary bake samples (default: the health URL)
 
     @property
     def name(self) -> str:
@@ -145,7 +161,13 @@ def build_plan(
         )
         for host in hosts
     )
-    batches = compute_batches([h.name for h in hosts], playbook.strategy.serial)
+    names = [h.name for h in hosts]
+    canary = playbook.strategy.canary
+    batches = (
+        canary_batches(names, canary.steps)
+        if canary
+        else compute_batches(names, playbook.strategy.serial)
+    )
     migrate_host = _migrate_host(playbook, hosts)
     return DeployPlan(
         env=env,
@@ -197,6 +219,16 @@ def _plan_host(
         "SHARED_PATH": layout.shared,
     }
     health = playbook.health
+    analysis = playbook.strategy.canary.analysis if playbook.strategy.canary else None
+    analysis_url = None
+    if analysis and analysis.url:
+        analysis_url = render(analysis.url, variables).strip()
+    elif analysis and not health.http:
+        raise ConfigError(
+            "a canary needs a URL to sample: set strategy.canary.analysis.url or health.http",
+            file=playbook.path,
+            key_path="strategy.canary.analysis.url",
+        )
     hooks = {
         point: tuple((hook.where, render(hook.run, variables)) for hook in entries)
         for point, entries in playbook.hooks.items()
@@ -215,6 +247,7 @@ def _plan_host(
             else HostFiles()
         ),
         hooks=hooks,
+        analysis_url=analysis_url,
     )
 
 

@@ -10,18 +10,16 @@ the same idea as a CI's `add-mask`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hmac
 import os
-import signal
-import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from deployer.errors import ConfigError
+from deployer.localcmd import TimedOut, run_local, stderr_tail
 
 if TYPE_CHECKING:  # the config package imports this module (render.py): no cycle at runtime
     from deployer.config.model import SecretSource
@@ -38,7 +36,6 @@ __all__ = [
 MASK = "***"
 COMMAND_TIMEOUT = 30.0  # seconds per `command:` source; read at call time so tests can shorten it
 MIN_SUBSTRING = 4  # shorter values are masked only where they are a whole line: "ab" is everywhere
-STDERR_TAIL_LINES = 10
 
 E = TypeVar("E")
 
@@ -117,43 +114,27 @@ def _run_command(source: SecretSource, root: Path) -> str:
     """Run the source's command with bash in the project root. Its stdout is the value and is
     never shown, not even when the command fails; stderr's tail is, to say why."""
     assert source.command is not None
-    timeout = COMMAND_TIMEOUT
     what = f"secret '{source.name}': command"
     try:
-        with subprocess.Popen(
-            ["bash", "-c", source.command],
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, so a timeout kills its children
-        ) as process:
-            try:
-                out, err = process.communicate(timeout=timeout)
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                raise
-    except subprocess.TimeoutExpired as exc:
-        message = f"{what} did not finish within {timeout:g}s{_tail(exc.stderr)}"
-        raise _error(source, message) from None
+        process = run_local(["bash", "-c", source.command], cwd=root, timeout=COMMAND_TIMEOUT)
+    except TimedOut as exc:
+        raise _error(source, f"{what} {exc}{_tail(exc.stderr)}") from None
     except OSError as exc:
         raise _error(source, f"{what} could not be started: {exc.strerror}") from None
     if process.returncode != 0:
-        raise _error(source, f"{what} exited with code {process.returncode}{_tail(err)}")
+        raise _error(source, f"{what} exited with code {process.returncode}{_tail(process.stderr)}")
     try:
-        value = out.decode("utf-8")
+        value = process.stdout.decode("utf-8")
     except UnicodeDecodeError:
         raise _error(source, f"{what} printed something that is not UTF-8 text") from None
     value = value[:-1] if value.endswith("\n") else value  # `echo`'s newline is not the value
     if not value:
-        raise _error(source, f"{what} printed nothing{_tail(err)}")
+        raise _error(source, f"{what} printed nothing{_tail(process.stderr)}")
     return value
 
 
 def _tail(stderr: bytes | None) -> str:
-    lines = (stderr or b"").decode("utf-8", "replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-    return redact("".join(f"\n    {line}" for line in lines))
+    return redact(stderr_tail(stderr))
 
 
 def _error(source: SecretSource, message: str, hint: str | None = None) -> ConfigError:

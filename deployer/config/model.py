@@ -133,8 +133,52 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """How a canary is judged during its bake: both groups (canary hosts on the new release,
+    baseline hosts still on the old one) are sampled at `interval`, and the rules below compare
+    them. A rule set to None is not checked."""
+
+    url: Template | None = None  # default: health.http.url (rendered per host)
+    via: Literal["ssh", "local"] | None = None  # default: health.http.via
+    interval: float = 0.5  # seconds between sampling rounds
+    timeout: float = 2.0  # per request; a timeout counts as an error
+    min_samples: int = 10  # per group; fewer means "inconclusive", which does not promote
+    max_error_rate: float | None = None  # absolute, in percent; checked even without a baseline
+    max_error_rate_increase: float | None = 1.0  # percentage points over the baseline
+    max_p50_ratio: float | None = None  # canary p50 <= ratio x baseline p50
+    max_p95_ratio: float | None = 1.5  # canary p95 <= ratio x baseline p95
+    # Latencies below this are treated as this in ratio rules, so a 1 ms vs 2 ms difference
+    # (noise on a loopback or LAN) never fails a canary.
+    latency_floor_ms: float = 20.0
+
+
+@dataclass(frozen=True)
+class Canary:
+    # Cumulative share of the hosts on the new release after each step (counts or "N%");
+    # a last step of "100%" is implied. The hosts a step adds switch as one health-checked batch.
+    steps: tuple[int | str, ...] = (1,)
+    bake: float = 60.0  # seconds of analysis after every step but the last
+    analysis: Analysis = Analysis()
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    """Blue-green: where traffic is switched. Filled in by the blue-green work."""
+
+    hosts: str = "lb"  # inventory host or group name
+
+
+@dataclass(frozen=True)
+class BlueGreen:
+    colors: tuple[str, str] = ("blue", "green")  # inventory group names
+    load_balancer: LoadBalancer = LoadBalancer()
+
+
+@dataclass(frozen=True)
 class Strategy:
-    kind: Literal["rolling"] = "rolling"  # canary and blue_green arrive with their issue
+    kind: Literal["rolling", "canary", "blue_green"] = "rolling"
+    canary: Canary | None = None  # set when kind is canary
+    blue_green: BlueGreen | None = None  # set when kind is blue_green
     serial: tuple[int | str, ...] = ("100%",)  # Ansible `serial`: counts and "N%" strings
     max_fail_percentage: float = 0.0  # abort when a batch's failed share exceeds this
     pause: float = 0.0  # seconds between batches

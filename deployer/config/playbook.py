@@ -13,6 +13,9 @@ from typing import Any, Literal, cast
 
 from deployer.config.model import (
     HOOK_POINTS,
+    Analysis,
+    BlueGreen,
+    Canary,
     Connection,
     Health,
     Hook,
@@ -55,7 +58,7 @@ _TOP_KEYS = (
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
 _OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
-_NOT_YET = ("canary", "blue_green")
+_KINDS = ("rolling", "canary", "blue_green")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -283,19 +286,26 @@ def _http(node: Node) -> HttpCheck:
 
 
 def _strategy(node: Node) -> Strategy:
-    keys = ("kind", "serial", "max_fail_percentage", "pause", "rollback")
+    keys = ("kind", "serial", "max_fail_percentage", "pause", "rollback", *_KINDS[1:])
     fields = _fields(node, keys)
     defaults = Strategy()
-    if "kind" in fields:
-        kind = fields["kind"]
-        if kind.value in _NOT_YET:
-            raise kind.error(f"strategy '{kind.value}' is not supported yet", hint="use 'rolling'")
-        kind.choice(("rolling",))
+    kind = fields["kind"].choice(_KINDS) if "kind" in fields else "rolling"
+    for other in _KINDS[1:]:
+        if other in fields and other != kind:
+            raise fields[other].error(
+                f"'{other}' settings given but kind is '{kind}'",
+                hint=f"set kind: {other}, or remove this section",
+            )
     serial = fields.get("serial")
     failures, pause = fields.get("max_fail_percentage"), fields.get("pause")
     rollback = fields["rollback"].choice(("all", "batch")) if "rollback" in fields else "all"
+    section = fields.get(kind)
     return Strategy(
-        kind="rolling",
+        kind=cast(Literal["rolling", "canary", "blue_green"], kind),
+        canary=(_canary(section) if section else Canary()) if kind == "canary" else None,
+        blue_green=(
+            (_blue_green(section) if section else BlueGreen()) if kind == "blue_green" else None
+        ),
         serial=_serial(serial) if serial else defaults.serial,
         max_fail_percentage=(
             failures.number(minimum=0, maximum=100) if failures else defaults.max_fail_percentage
@@ -303,6 +313,71 @@ def _strategy(node: Node) -> Strategy:
         pause=pause.number(minimum=0) if pause else defaults.pause,
         rollback=cast(Literal["all", "batch"], rollback),
     )
+
+
+def _canary(node: Node) -> Canary:
+    fields = _fields(node, ("steps", "bake", "analysis"))
+    defaults = Canary()
+    steps, bake, analysis = fields.get("steps"), fields.get("bake"), fields.get("analysis")
+    return Canary(
+        steps=_serial(steps) if steps else defaults.steps,
+        bake=bake.number(minimum=0) if bake else defaults.bake,
+        analysis=_analysis(analysis) if analysis else Analysis(),
+    )
+
+
+def _analysis(node: Node) -> Analysis:
+    keys = (
+        "url",
+        "via",
+        "interval",
+        "timeout",
+        "min_samples",
+        "max_error_rate",
+        "max_error_rate_increase",
+        "max_p50_ratio",
+        "max_p95_ratio",
+        "latency_floor_ms",
+    )
+    fields = node.mapping(keys)  # kept when empty: an empty rule means "do not check"
+    defaults = Analysis()
+
+    def rule(
+        key: str, default: float | None, minimum: float, maximum: float | None = None
+    ) -> float | None:
+        if key not in fields:
+            return default
+        child = fields[key]
+        return None if child.is_null else child.number(minimum=minimum, maximum=maximum)
+
+    url = fields.get("url")
+    via = fields.get("via")
+    return Analysis(
+        url=_template(url) if url and not url.is_null else None,
+        via=(
+            cast(Literal["ssh", "local"], via.choice(("ssh", "local")))
+            if via and not via.is_null
+            else None
+        ),
+        interval=rule("interval", defaults.interval, minimum=0.01) or defaults.interval,
+        timeout=rule("timeout", defaults.timeout, minimum=0.01) or defaults.timeout,
+        min_samples=(
+            fields["min_samples"].integer(minimum=1)
+            if "min_samples" in fields and not fields["min_samples"].is_null
+            else defaults.min_samples
+        ),
+        max_error_rate=rule("max_error_rate", defaults.max_error_rate, minimum=0, maximum=100),
+        max_error_rate_increase=rule(
+            "max_error_rate_increase", defaults.max_error_rate_increase, minimum=0, maximum=100
+        ),
+        max_p50_ratio=rule("max_p50_ratio", defaults.max_p50_ratio, minimum=1),
+        max_p95_ratio=rule("max_p95_ratio", defaults.max_p95_ratio, minimum=1),
+        latency_floor_ms=rule("latency_floor_ms", defaults.latency_floor_ms, minimum=0) or 0.0,
+    )
+
+
+def _blue_green(node: Node) -> BlueGreen:
+    raise node.error("strategy 'blue_green' is not supported yet", hint="use 'rolling' or 'canary'")
 
 
 def _serial(node: Node) -> tuple[int | str, ...]:

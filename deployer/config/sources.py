@@ -9,12 +9,9 @@ inventory script itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,8 @@ from typing import Any, Protocol
 from deployer.config.model import Location
 from deployer.config.yamlfile import Node, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
+from deployer.localcmd import TimedOut, run_local
+from deployer.localcmd import stderr_tail as _tail
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -42,7 +41,6 @@ SOURCE_SUFFIXES = (TFSTATE, TFOUTPUT, *SCRIPT_SUFFIXES)
 VARS_SUFFIX = ".vars.yml"  # companion: `all` variables for a source that cannot hold them
 DEFAULT_OUTPUT = "inventory"  # the `terraform output` read from <env>.tfoutput.json
 SCRIPT_TIMEOUT = 30.0  # seconds; read at call time so tests can shorten it
-STDERR_TAIL_LINES = 10
 
 # Address attributes per resource type, first present wins. Dotted paths step into nested
 # blocks (`network_interface.0.access_config.0.nat_ip`), as Terraform's own flatmap did.
@@ -442,26 +440,12 @@ def _read_script(path: Path, file: str, project_root: Path, sink: InventorySink)
 
 def _script_json(path: Path, label: str, args: list[str], project_root: Path) -> Node:
     """Run the script (no shell, cwd the project root) and parse what it prints."""
-    timeout = SCRIPT_TIMEOUT
     try:
-        with subprocess.Popen(
-            [os.path.abspath(path), *args],
-            cwd=project_root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, so a timeout kills its children
-        ) as process:
-            try:
-                out, err = process.communicate(timeout=timeout)
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                raise
-    except subprocess.TimeoutExpired as exc:
-        raise ConfigError(
-            f"did not finish within {timeout:g}s{_tail(exc.stderr)}", file=label
-        ) from None
+        process = run_local(
+            [os.path.abspath(path), *args], cwd=project_root, timeout=SCRIPT_TIMEOUT
+        )
+    except TimedOut as exc:
+        raise ConfigError(f"{exc}{_tail(exc.stderr)}", file=label) from None
     except OSError as exc:
         raise ConfigError(
             f"cannot run: {exc.strerror}",
@@ -469,20 +453,16 @@ def _script_json(path: Path, label: str, args: list[str], project_root: Path) ->
             hint="an executable inventory file is run: start it with a #! line, or chmod -x an"
             " INI file",
         ) from None
+    err = process.stderr
     if process.returncode != 0:
         raise ConfigError(f"exited with code {process.returncode}{_tail(err)}", file=label)
     try:
-        text = out.decode("utf-8")
+        text = process.stdout.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(
             f"printed something that is not UTF-8 text{_tail(err)}", file=label
         ) from None
     return _parse_json(text, label, _tail(err))
-
-
-def _tail(stderr: bytes | None) -> str:
-    lines = (stderr or b"").decode("utf-8", "replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-    return "".join(f"\n    {line}" for line in lines)
 
 
 # ---------------------------------------------------------------- JSON

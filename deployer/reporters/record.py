@@ -10,6 +10,7 @@ from typing import Any
 
 from deployer.events import (
     BatchFinished,
+    CanaryAnalyzed,
     Event,
     HealthChecked,
     Notice,
@@ -62,6 +63,8 @@ class RunRecorder:
             )
         elif isinstance(event, BatchFinished):
             rec["batches"].append(event_dict(event))
+        elif isinstance(event, CanaryAnalyzed):  # why each step was promoted or stopped
+            rec.setdefault("canary", []).append(event_dict(event))
         elif isinstance(event, Notice):
             rec["notices"].append({"level": event.level, "text": event.text})
         elif isinstance(event, RunFinished):

@@ -9,6 +9,7 @@ from typing import IO
 from deployer.events import (
     BatchFinished,
     BatchStarted,
+    CanaryAnalyzed,
     Checklist,
     Event,
     HealthChecked,
@@ -57,6 +58,27 @@ def _checklist(event: Checklist) -> list[str]:
         if warnings:
             verdict += f" ({warnings} warning(s), not blocking)"
         out.append(verdict)
+    return out
+
+
+def _canary(event: CanaryAnalyzed) -> list[str]:
+    """The bake's numbers side by side, each rule with its mark and limit, then the verdict."""
+    base = event.baseline
+    rows = [
+        ("", "canary", "baseline", "", ""),
+        ("hosts", str(len(event.canary.hosts)), str(len(base.hosts)) if base else "-", "", ""),
+        ("samples", str(event.canary.samples), str(base.samples) if base else "-", "", ""),
+    ]
+    for rule in event.rules:
+        mark = {True: "ok", False: "FAIL", None: "skipped"}[rule.ok]
+        rows.append((rule.name, rule.canary, rule.baseline, mark, rule.limit))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    out = [f"canary analysis, step {event.step}/{event.steps} ({event.bake:g}s bake):"]
+    out += [
+        f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:<{w[3]}}  {r[4]}".rstrip()
+        for r in rows
+    ]
+    out.append(f"  -> {'promote' if event.promote else 'roll back'}: {event.reason}")
     return out
 
 
@@ -132,6 +154,8 @@ class TerminalReporter:
             return [f"batch {event.index}/{event.total}: healthy"]
         elif isinstance(event, Checklist):
             return ["\n".join(_checklist(event))]
+        elif isinstance(event, CanaryAnalyzed):
+            return ["\n".join(_canary(event))]
         elif isinstance(event, Notice):
             return [f"{event.level.upper()}: {event.text}"]
         elif isinstance(event, RunFinished):

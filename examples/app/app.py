@@ -36,6 +36,7 @@ BROKEN_ON = APP_DIR / "BROKEN_ON"  # test hook: listen addresses (or *) whose he
 SLOW_MS = APP_DIR / "SLOW_MS"  # test hook: milliseconds to sleep per request
 WARMUP_S = APP_DIR / "WARMUP_S"  # test hook: /health answers 503 for this long after start
 FLAPPING = APP_DIR / "FLAPPING"  # test hook: /health alternates 200 and 500
+ERROR_PERCENT = APP_DIR / "ERROR_PERCENT"  # test hook: this share of other pages answers 500
 
 
 def release_version() -> str:
@@ -83,7 +84,9 @@ class App:
         self.started = time.monotonic()
         self.warmup = _number(WARMUP_S)
         self.flapping = FLAPPING.exists()
+        self.error_percent = min(100.0, _number(ERROR_PERCENT))
         self._probes = itertools.count()
+        self._pages = itertools.count()
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -125,6 +128,9 @@ class App:
         return (500 if reasons else 200), body
 
     def index(self, path: str, visitor: str, user: str | None = None) -> tuple[int, dict[str, Any]]:
+        n, share = next(self._pages), self.error_percent / 100  # spread evenly over requests
+        if share and int((n + 1) * share) > int(n * share):
+            return 500, {"error": "ERROR_PERCENT: a deliberate failure", "version": self.version}
         try:
             with self._db() as conn:  # commits on success
                 conn.execute(

@@ -20,6 +20,7 @@ from deployer.config import (
     parse_playbook,
     validate_templates_exist,
 )
+from deployer.config.model import Canary
 from deployer.errors import ConfigError
 
 MINIMAL = """
@@ -351,10 +352,68 @@ def test_template_syntax_is_checked_at_load(project: Path) -> None:
     assert error.message.startswith("playbooks/deploy.yml:4: restart: template syntax error: ")
 
 
-def test_other_strategies_are_not_supported_yet(project: Path) -> None:
-    error = error_of(project, with_minimal("strategy: {kind: canary}\n"))
+def test_canary_strategy_with_its_ladder_and_rules(project: Path) -> None:
+    playbook = load(
+        project,
+        with_minimal(
+            """
+            strategy:
+              kind: canary
+              canary:
+                steps: [1, "50%"]
+                bake: 12
+                analysis:
+                  url: "http://{{ ansible_host }}:8000/"
+                  min_samples: 5
+                  max_error_rate: 5
+                  max_p50_ratio: 1.2
+                  max_p95_ratio:
+            """
+        ),
+    )
+    canary = playbook.strategy.canary
+    assert playbook.strategy.kind == "canary"
+    assert canary is not None
+    assert canary.steps == (1, "50%")
+    assert canary.bake == 12
+    assert canary.analysis.url is not None
+    assert canary.analysis.url.text == "http://{{ ansible_host }}:8000/"
+    assert canary.analysis.min_samples == 5
+    assert canary.analysis.max_error_rate == 5
+    assert canary.analysis.max_p50_ratio == 1.2
+    assert canary.analysis.max_p95_ratio is None  # left empty: the rule is off
+    assert canary.analysis.max_error_rate_increase == 1.0  # default kept
+    assert playbook.strategy.blue_green is None
+
+
+def test_canary_defaults_when_only_the_kind_is_given(project: Path) -> None:
+    playbook = load(project, with_minimal("strategy: {kind: canary}\n"))
+    assert playbook.strategy.canary == Canary()
+
+
+def test_a_strategy_section_must_match_the_kind(project: Path) -> None:
+    error = error_of(project, with_minimal("strategy:\n  canary: {bake: 5}\n"))
     assert error.message == (
-        "playbooks/deploy.yml:4: strategy.kind: strategy 'canary' is not supported yet"
+        "playbooks/deploy.yml:5: strategy.canary: 'canary' settings given but kind is 'rolling'"
+    )
+    assert error.hint == "set kind: canary, or remove this section"
+
+
+def test_canary_rule_keys_are_checked(project: Path) -> None:
+    error = error_of(
+        project,
+        with_minimal("strategy:\n  kind: canary\n  canary:\n    analysis: {max_p99_ratio: 2}\n"),
+    )
+    assert error.key_path == "strategy.canary.analysis.max_p99_ratio"
+    assert error.line == 7
+    assert error.hint == "did you mean 'max_p95_ratio'?"
+
+
+def test_unknown_strategy_kind(project: Path) -> None:
+    error = error_of(project, with_minimal("strategy: {kind: linear}\n"))
+    assert error.message == (
+        "playbooks/deploy.yml:4: strategy.kind: expected one of: rolling, canary, blue_green,"
+        " got 'linear'"
     )
 
 
