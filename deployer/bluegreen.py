@@ -39,7 +39,7 @@ from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.runner import Runner, failures, operator, utc_now
-from deployer.traffic import TRAFFIC, TrafficPlan, color_plan, live_color
+from deployer.traffic import TRAFFIC, LbPlan, TrafficPlan, color_plan, live_color
 
 
 def deploy(
@@ -238,19 +238,36 @@ def switch_traffic(
             release=release,
             history=[record],
         )
+        failed: DeployerError | None = None
         outcome = _run_on(runner, lb.hp, script)
         if isinstance(outcome, DeployerError):
+            failed = outcome
+            what = "the load balancer keeps its previous config"
+        else:
+            done.append(lb.name)
+            failed = _verify(runner, lb, release)
+            what = f"it was switched but does not serve {release}"
+        if failed is not None:
             _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
             where = f"; {', '.join(done)} pointed back at {back}" if done and back else ""
             raise DeployFailed(
-                f"switching traffic to {to} failed on {lb.name}: the load balancer keeps its"
-                f" previous config{where}",
-                failures=[outcome],
+                f"switching traffic to {to} failed on {lb.name}: {what}{where}",
+                failures=[failed],
                 hint=f"fix the load balancer config or template, then re-run the deploy"
                 f" (look at {lb.dest} and its validate command on {lb.name})",
             )
-        done.append(lb.name)
         bus.emit(Notice(level="info", text=f"{lb.name}: traffic now goes to {to}"))
+
+
+def _verify(runner: Runner, lb: LbPlan, release: str | None) -> None | DeployerError:
+    """After a reload: ask the load balancer itself until the new release answers (a reload
+    is a signal; old workers may accept for a moment more)."""
+    if lb.verify is None:
+        return None
+    hp, health = lb.verify
+    expect = release if health.http and health.http.expect_version else None
+    outcome = runner.each([hp], lambda h: check_host(runner, health, h, expect))[hp.name]
+    return outcome if isinstance(outcome, DeployerError) else None
 
 
 def _run_on(runner: Runner, hp: HostPlan, script: Script) -> Result | DeployerError:

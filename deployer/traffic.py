@@ -10,7 +10,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deployer.config.model import BlueGreen, Inventory, Location, Playbook, Template
+from deployer.config.model import (
+    BlueGreen,
+    Health,
+    HttpCheck,
+    Inventory,
+    Location,
+    Playbook,
+    Template,
+)
 from deployer.config.render import host_variables, render, render_file
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, recorded_live_color
@@ -28,6 +36,9 @@ class LbPlan:
     validate: str | None
     reload: str
     configs: Mapping[str, bytes] = field(repr=False)  # color -> rendered upstream config
+    # Asking the load balancer itself after a reload: its HostPlan with health_url set to
+    # load_balancer.verify_url, and the playbook's health settings for that URL.
+    verify: tuple[HostPlan, Health] | None = None
 
     @property
     def name(self) -> str:
@@ -175,12 +186,23 @@ def _plan_lb(
         ).encode()
         for color in bg.colors
     }
+    verify = None
+    if lb.verify_url is not None:
+        health = playbook.health
+        check = HttpCheck(
+            url=lb.verify_url,
+            via="ssh",
+            expect_version=bool(health.http and health.http.expect_version),
+        )
+        url = render(lb.verify_url, variables).strip()
+        verify = (replace(hp, health_url=url, health_command=None), replace(health, http=check))
     return LbPlan(
         hp=hp,
         dest=dest,
         validate=render(lb.validate, variables).strip() if lb.validate else None,
         reload=render(lb.reload, variables).strip(),
         configs=configs,
+        verify=verify,
     )
 
 

@@ -174,6 +174,10 @@ class LoadBalancer:
     dest: Template | None = None  # absolute path on the load balancer host
     validate: Template | None = None  # e.g. nginx -t ...; exit 0 means the config is good
     reload: Template | None = None  # e.g. nginx -s reload ...
+    # The load balancer's own address (e.g. http://{{ ansible_host }}:8080/health): after a
+    # reload, asked through its host's SSH connection until the new color's release answers,
+    # `health.successes` times in a row, so "switched" means serving, not "signal sent".
+    verify_url: Template | None = None
     where: Location | None = None  # of the load_balancer section, for errors
 
 

@@ -421,7 +421,7 @@ def _blue_green(node: Node) -> BlueGreen:
         raise lb.error("required", hint=_LB_EXAMPLE)
     lb_fields = _fields(
         lb,
-        ("hosts", "template", "dest", "validate", "reload"),
+        ("hosts", "template", "dest", "validate", "reload", "verify_url"),
         required=("template", "dest", "reload"),
     )
     hosts = lb_fields["hosts"].text() if "hosts" in lb_fields else LoadBalancer().hosts
@@ -430,7 +430,7 @@ def _blue_green(node: Node) -> BlueGreen:
     dest = _template(lb_fields["dest"])
     if not dest.text.startswith(("/", "{")):
         raise lb_fields["dest"].error(f"must be an absolute path, got {dest.text!r}")
-    validate = lb_fields.get("validate")
+    validate, verify = lb_fields.get("validate"), lb_fields.get("verify_url")
     return BlueGreen(
         colors=colors,
         load_balancer=LoadBalancer(
@@ -439,6 +439,7 @@ def _blue_green(node: Node) -> BlueGreen:
             dest=dest,
             validate=_template(validate) if validate else None,
             reload=_template(lb_fields["reload"]),
+            verify_url=_template(verify) if verify else None,
             where=lb.location(),
         ),
     )
