@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deployer.bluegreen import deploy as run_blue_green
+from deployer.bluegreen import rollback as run_blue_green_rollback
 from deployer.config import (
     Host,
     Inventory,
@@ -24,11 +26,11 @@ from deployer.config import (
     validate_templates_exist,
 )
 from deployer.deploy import deploy as run_deploy
-from deployer.dryrun import describe
+from deployer.dryrun import describe, describe_traffic
 from deployer.errors import ConfigError, ReleaseError
 from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
 from deployer.hooks import run_build_hooks
-from deployer.inspect import HostStatus, gather
+from deployer.inspect import HostStatus, gather, with_colors
 from deployer.locking import force_unlock
 from deployer.plan import DeployPlan, HostPlan, build_plan
 from deployer.preflight import (
@@ -50,6 +52,7 @@ from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id
 from deployer.secrets import Secret, resolve_secrets
+from deployer.traffic import TrafficPlan, plan_traffic
 
 PLACEHOLDER_RELEASE = "00000000T000000Z-0000000"
 
@@ -251,6 +254,14 @@ def deploy(
     deploy; so does any other failure unless `override` names it ("health,rollback" or
     "all-warnings"), and with `strict` any warning too. Resuming, only critical ones stop."""
     policy = _policy(loaded, override, strict, lenient=resume)
+    if loaded.playbook.strategy.kind == "blue_green" and (resume or skip_unreachable):
+        raise ConfigError(
+            "--resume and --skip-unreachable do not apply to a blue-green deploy: it deploys"
+            " a whole color, and traffic moves only once that color is healthy",
+            file=loaded.playbook.path,
+            key_path="strategy.kind",
+            hint=f"run `invoke deploy --env {loaded.env}` again: it redeploys the idle color",
+        )
     run_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
@@ -263,8 +274,9 @@ def deploy(
         else:
             release = build(loaded, Path(tmp), ref)
         plan = loaded.plan(release.id, run_id)
+        traffic = _traffic(loaded, plan)
         if dry_run:
-            return describe(plan, release)
+            return describe(plan, release) + (describe_traffic(traffic) if traffic else "")
         run_build_hooks(plan.hosts, "after_build")
         local = local_facts(
             plan,
@@ -278,6 +290,10 @@ def deploy(
         runner = _runner(loaded, options, bus)
         try:
             with _notifying(loaded, bus):
+                if traffic is not None:
+                    return run_blue_green(
+                        plan, traffic, release, runner, bus, checks=Checks(local, policy)
+                    )
                 return run_deploy(
                     plan,
                     release,
@@ -422,13 +438,21 @@ def _rebuild(loaded: Loaded, work_dir: Path, run: dict[str, Any]) -> Release:
 
 
 def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict[str, str | None]:
+    """Back to the previous release; for a blue-green playbook, traffic back to the other
+    color (whose hosts still run the previous release) in one step."""
     if to is not None:
         to = validate_release_id(to)
     run_id = new_run_id()
+    traffic = None
+    if loaded.playbook.strategy.kind == "blue_green":
+        plan = loaded.plan(PLACEHOLDER_RELEASE, run_id, render_files=False)
+        traffic = _traffic(loaded, plan)
     bus = _bus(options, loaded.project.runs)
     runner = _runner(loaded, options, bus)
     try:
         with _notifying(loaded, bus):
+            if traffic is not None:
+                return run_blue_green_rollback(plan, traffic, runner, bus, run_id=run_id, to=to)
             return run_rollback(
                 lambda rid: loaded.plan(rid, run_id, render_files=False),
                 runner,
@@ -440,17 +464,30 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
         runner.close()
 
 
+def _traffic(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:
+    """Blue-green: the colors, the load balancer(s) and their rendered configs (pure)."""
+    if loaded.playbook.strategy.kind != "blue_green":
+        return None
+    return plan_traffic(plan, loaded.inventory, loaded.project.templates)
+
+
 def _read_only_plans(loaded: Loaded) -> tuple[HostPlan, ...]:
     return loaded.plan(PLACEHOLDER_RELEASE, new_run_id(), render_files=False).hosts
 
 
 def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[HostStatus]:
+    """Each host's state; for a blue-green playbook each row also carries the host's color
+    and the live color its load balancer recorded."""
     bus = _bus(options, None)
     runner = _runner(loaded, options, bus)
     try:
-        return gather(runner, _read_only_plans(loaded), loaded.playbook.health if health else None)
+        rows = gather(runner, _read_only_plans(loaded), loaded.playbook.health if health else None)
     finally:
         runner.close()
+    bg = loaded.playbook.strategy.blue_green
+    if bg is None:
+        return rows
+    return with_colors(rows, bg.colors, loaded.inventory, bg.load_balancer.hosts)
 
 
 def unlock(loaded: Loaded, options: Options) -> dict[str, object]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from deployer.plan import DeployPlan
 from deployer.release import Release
+from deployer.remote import lb as lb_scripts
 from deployer.remote import scripts
 from deployer.remote.shell import Script
+from deployer.traffic import TrafficPlan
 
 
 def describe(plan: DeployPlan, release: Release) -> str:
@@ -64,5 +66,33 @@ def describe(plan: DeployPlan, release: Release) -> str:
         for script in steps:
             stdin = f"  [stdin: {script.stdin.size} bytes]" if script.stdin.segments else ""
             out.append(f"-- {script.step}{stdin}")
+            out.extend("   " + line for line in script.render().splitlines())
+    return "\n".join(out) + "\n"
+
+
+def describe_traffic(traffic: TrafficPlan) -> str:
+    """Blue-green: which hosts are which color, and each load balancer's switch script. Only
+    the idle color is deployed (which one is known after the lock); the scripts above are
+    what each of its hosts would run."""
+    out = ["", "blue-green: only the idle color is deployed; then traffic switches to it"]
+    for color in traffic.colors:
+        out.append(f"  {color}: {' '.join(traffic.members[color])}")
+    for lb in traffic.lbs:
+        for color in traffic.colors:
+            script = lb_scripts.switch_traffic(
+                lb.hp.layout,
+                "<run>",
+                dest=lb.dest,
+                config=lb.configs[color],
+                validate=lb.validate,
+                reload=lb.reload,
+                color=color,
+                release="<release>",
+                history=["<traffic record>"],
+            )
+            out.append("")
+            out.append(f"== {lb.name}: switch to {color}  [stdin: {script.stdin.size} bytes]")
+            out.extend("   " + line for line in lb.configs[color].decode().splitlines())
+            out.append("-- traffic")
             out.extend("   " + line for line in script.render().splitlines())
     return "\n".join(out) + "\n"

@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-ACTIONS = ("deploy", "rollback", "flags")
+# "traffic": a blue-green load balancer now sends traffic to `color` (which runs `release`).
+ACTIONS = ("deploy", "rollback", "flags", "traffic")
 RESULTS = ("success", "failed", "rolled_back")
 
 
@@ -24,9 +25,14 @@ class Record:
     result: str  # success | failed | rolled_back
     run_id: str
     previous: str | None = None  # release current pointed at before this action
+    # Blue-green: the host's color on a deploy record; the color now live on a traffic record.
+    color: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        data = asdict(self)
+        if data["color"] is None:  # records of other strategies keep their exact old shape
+            del data["color"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def parse_records(lines: Iterable[str]) -> list[Record]:
@@ -47,6 +53,7 @@ def parse_records(lines: Iterable[str]) -> list[Record]:
                     result=str(data["result"]),
                     run_id=str(data.get("run_id", "")),
                     previous=data.get("previous"),
+                    color=data.get("color"),
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -107,3 +114,11 @@ def releases_to_prune(
         if target:
             keep_set.add(target)
     return [r for r in present if r not in keep_set]
+
+
+def recorded_live_color(records: Sequence[Record]) -> str | None:
+    """Blue-green: the color the last successful traffic switch in these records went to."""
+    for record in reversed(records):
+        if record.action == "traffic" and record.result == "success" and record.color:
+            return record.color
+    return None

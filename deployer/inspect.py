@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from deployer.config.model import Health
+from deployer.config.model import Health, Inventory
 from deployer.errors import DeployerError
 from deployer.facts import HostFacts, parse_facts
-from deployer.history import release_stack, rollback_target
+from deployer.history import recorded_live_color, release_stack, rollback_target
 from deployer.plan import HostPlan
 from deployer.probe import probe_once
 from deployer.remote import scripts
@@ -29,6 +29,9 @@ class HostStatus:
     successful: tuple[str, ...]  # from history, oldest first
     error: str | None = None
     drift: bool = False
+    recorded_live: str | None = None  # blue-green: the live color this host's history records
+    color: str | None = None  # blue-green: this host's color (None: a load balancer)
+    live_color: str | None = None  # blue-green: the live color its load balancer recorded
 
 
 def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> list[HostStatus]:
@@ -52,6 +55,7 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
             lock=facts.lock_holder.describe() if facts.lock_holder else None,
             releases=facts.releases,
             successful=tuple(release_stack(facts.history)),
+            recorded_live=recorded_live_color(facts.history),
         )
 
     results = runner.each(hosts, one)
@@ -65,6 +69,27 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
         else:
             statuses.append(result)
     return mark_drift(statuses)
+
+
+def with_colors(
+    statuses: list[HostStatus], colors: Sequence[str], inventory: Inventory, lb: str
+) -> list[HostStatus]:
+    """Blue-green: each row gets its host's color and the live color the load balancer host(s)
+    recorded. Drift is judged within each color: two colors on two releases is the point."""
+    lb_names = (
+        {lb} if any(h.name == lb for h in inventory.hosts) else set(inventory.groups.get(lb, ()))
+    )
+    live = {s.recorded_live for s in statuses if s.host in lb_names and s.error is None}
+    live_color = live.pop() if len(live) == 1 else None
+    out = []
+    for s in statuses:
+        color = next((c for c in colors if s.host in inventory.groups.get(c, ())), None)
+        out.append(replace(s, color=color, live_color=live_color, drift=False))
+    for color in colors:
+        marked = mark_drift([s for s in out if s.color == color])
+        drifted = {s.host for s in marked if s.drift}
+        out = [replace(s, drift=True) if s.host in drifted else s for s in out]
+    return out
 
 
 def mark_drift(statuses: list[HostStatus]) -> list[HostStatus]:

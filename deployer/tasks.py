@@ -171,6 +171,8 @@ def status(
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
         return
     width = max(len(r.host) for r in rows)
+    if loaded.playbook.strategy.kind == "blue_green":
+        print(f"live color: {rows[0].live_color or 'none (traffic never switched)'}")
     for r in rows:
         if r.error:
             print(f"{r.host:<{width}}  UNREACHABLE  {r.error.splitlines()[0]}")
@@ -178,9 +180,13 @@ def status(
         health = {True: "healthy", False: "UNHEALTHY", None: "-"}[r.healthy]
         drift = "  DRIFT" if r.drift else ""
         lock = f"  locked: {r.lock}" if r.lock else ""
+        color = ""
+        if loaded.playbook.strategy.kind == "blue_green":
+            role = "load balancer" if r.color is None else r.color
+            color = f"  [{role}{', live' if r.color and r.color == r.live_color else ''}]"
         print(
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
-            f"  {health}{drift}{lock}"
+            f"  {health}{drift}{lock}{color}"
         )
     if any(r.drift for r in rows):
         raise Exit(code=6)

@@ -163,9 +163,22 @@ class Canary:
 
 @dataclass(frozen=True)
 class LoadBalancer:
-    """Blue-green: where traffic is switched. Filled in by the blue-green work."""
+    """Blue-green: where traffic is switched. `template` (under templates/) is rendered with
+    the live color's hosts and written to `dest` on every load balancer host; `validate`
+    checks it in place (the previous file is restored when it fails), `reload` applies it.
+    The loader requires `template`, `dest` and `reload`; the defaults only let code build an
+    empty BlueGreen()."""
 
     hosts: str = "lb"  # inventory host or group name
+    template: str = ""  # path under templates/
+    dest: Template | None = None  # absolute path on the load balancer host
+    validate: Template | None = None  # e.g. nginx -t ...; exit 0 means the config is good
+    reload: Template | None = None  # e.g. nginx -s reload ...
+    # The load balancer's own address (e.g. http://{{ ansible_host }}:8080/health): after a
+    # reload, asked through its host's SSH connection until the new color's release answers,
+    # `health.successes` times in a row, so "switched" means serving, not "signal sent".
+    verify_url: Template | None = None
+    where: Location | None = None  # of the load_balancer section, for errors
 
 
 @dataclass(frozen=True)

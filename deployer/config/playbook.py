@@ -20,6 +20,7 @@ from deployer.config.model import (
     Health,
     Hook,
     HttpCheck,
+    LoadBalancer,
     Migrate,
     Notify,
     Playbook,
@@ -125,6 +126,20 @@ def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
                 line=line,
                 key_path=key,
                 hint=f"create it, or fix src: (relative to {display_path(templates_dir)})",
+            )
+        check_template_file(path)
+    bg = playbook.strategy.blue_green
+    if bg is not None:
+        lb = bg.load_balancer
+        path = templates_dir / lb.template
+        if not path.is_file():
+            where = lb.where
+            raise ConfigError(
+                f"load balancer template not found: {display_path(path)}",
+                file=where.file if where else None,
+                line=where.line if where else None,
+                key_path="strategy.blue_green.load_balancer.template",
+                hint=f"create it, or fix template: (relative to {display_path(templates_dir)})",
             )
         check_template_file(path)
 
@@ -300,12 +315,15 @@ def _strategy(node: Node) -> Strategy:
     failures, pause = fields.get("max_fail_percentage"), fields.get("pause")
     rollback = fields["rollback"].choice(("all", "batch")) if "rollback" in fields else "all"
     section = fields.get(kind)
+    if kind == "blue_green" and section is None:
+        raise fields["kind"].error(
+            "kind blue_green needs a blue_green section naming the load balancer",
+            hint=f"add strategy.blue_green.{_LB_EXAMPLE}",
+        )
     return Strategy(
         kind=cast(Literal["rolling", "canary", "blue_green"], kind),
         canary=(_canary(section) if section else Canary()) if kind == "canary" else None,
-        blue_green=(
-            (_blue_green(section) if section else BlueGreen()) if kind == "blue_green" else None
-        ),
+        blue_green=_blue_green(section) if kind == "blue_green" and section else None,
         serial=_serial(serial) if serial else defaults.serial,
         max_fail_percentage=(
             failures.number(minimum=0, maximum=100) if failures else defaults.max_fail_percentage
@@ -376,8 +394,59 @@ def _analysis(node: Node) -> Analysis:
     )
 
 
+_GROUP = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_LB_EXAMPLE = (
+    "load_balancer: {hosts: lb, template: lb/upstream.conf.j2, dest: /etc/nginx/conf.d/app.conf,"
+    ' validate: "nginx -t", reload: "nginx -s reload"}'
+)
+
+
 def _blue_green(node: Node) -> BlueGreen:
-    raise node.error("strategy 'blue_green' is not supported yet", hint="use 'rolling' or 'canary'")
+    fields = _fields(node, ("colors", "load_balancer"), required=("load_balancer",))
+    defaults = BlueGreen()
+    colors = defaults.colors
+    if "colors" in fields:
+        items = fields["colors"].items()
+        if len(items) != 2:
+            raise fields["colors"].error(
+                f"expected two inventory group names, got {len(items)}", hint="e.g. [blue, green]"
+            )
+        names = []
+        for item in items:
+            name = item.text()
+            if not _GROUP.fullmatch(name):
+                raise item.error(f"not a group name: {name!r}")
+            names.append(name)
+        if names[0] == names[1]:
+            raise fields["colors"].error(f"the two colors must differ, got {names[0]!r} twice")
+        colors = (names[0], names[1])
+    lb = fields["load_balancer"]
+    if lb.is_null:
+        raise lb.error("required", hint=_LB_EXAMPLE)
+    lb_fields = _fields(
+        lb,
+        ("hosts", "template", "dest", "validate", "reload", "verify_url"),
+        required=("template", "dest", "reload"),
+    )
+    hosts = lb_fields["hosts"].text() if "hosts" in lb_fields else LoadBalancer().hosts
+    if hosts in colors:
+        raise lb_fields["hosts"].error(f"{hosts!r} is one of the colors; the load balancer is not")
+    dest = _template(lb_fields["dest"])
+    if not dest.text.startswith(("/", "{")):
+        raise lb_fields["dest"].error(f"must be an absolute path, got {dest.text!r}")
+    validate, verify = lb_fields.get("validate"), lb_fields.get("verify_url")
+    return BlueGreen(
+        colors=colors,
+        load_balancer=LoadBalancer(
+            hosts=hosts,
+            template=_relative(lb_fields["template"]),
+            dest=dest,
+            validate=_template(validate) if validate else None,
+            reload=_template(lb_fields["reload"]),
+            verify_url=_template(verify) if verify else None,
+            where=lb.location(),
+        ),
+    )
 
 
 def _serial(node: Node) -> tuple[int | str, ...]:

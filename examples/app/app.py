@@ -159,6 +159,7 @@ class App:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "sample-app"
+    timeout = 10  # an idle client connection cannot hold up a graceful stop for longer
     app: App  # set on the subclass made by serve()
 
     def do_GET(self) -> None:
@@ -184,10 +185,15 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     allow_reuse_address = True  # restart binds again while old sockets sit in TIME_WAIT
-    daemon_threads = True
+    # Graceful stop (SIGTERM from bin/restart): server_close() closes the listening socket
+    # first, then waits for the request threads, so requests in flight are answered instead
+    # of cut off. Threads must not be daemons for that (only non-daemon ones are joined).
+    daemon_threads = False
+    block_on_close = True
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    # Leaves serve_forever(); main() then stops accepting and drains (see Server).
     raise SystemExit(0)
 
 

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -382,3 +383,35 @@ def test_restart_with_shared_dir_argument(deployed: tuple[Path, Path, str], tmp_
         wait_until_serving(base + "/health")
     finally:
         _stop(int((other / "run" / "app.pid").read_text()))
+
+
+def test_sigterm_finishes_requests_in_flight_and_stops_accepting(app_dir: Path, db: Path) -> None:
+    """A restart must not cut off a request being served: the load balancer in front could
+    retry only requests that never reached the app."""
+    assert migrate(app_dir, "--database", str(db)).returncode == 0
+    port = free_port()
+    cmd = [sys.executable, str(app_dir / "app.py"), "--database", str(db)]
+    proc = subprocess.Popen(
+        [*cmd, "--listen", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base + "/health")
+        (app_dir / "SLOW_MS").write_text("800\n")
+        answers: list[int] = []
+        slow = threading.Thread(target=lambda: answers.append(get(base + "/health")[0]))
+        slow.start()
+        time.sleep(0.3)  # the request is in the app, sleeping
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        with pytest.raises(OSError):  # no new connections once stopping
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        slow.join(timeout=10)
+        assert answers == [200]
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

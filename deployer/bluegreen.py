@@ -1,0 +1,469 @@
+"""The blue-green flows. Deploy: lock both colors and the load balancer(s), read the live
+color from the load balancer's history, deploy the idle color with the deploy machinery
+(stage, migrate once, switch + health-check all of it), then switch traffic on the load
+balancer; any failure before the switch leaves traffic where it was and returns the idle
+hosts to their previous release. Rollback: switch traffic back to the other color, whose
+hosts still run the previous release, once they prove healthy. Emits events; never prints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from deployer.deploy import (
+    DeployState,
+    _expects_version,
+    _finish_failed,
+    _finished,
+    _migrate,
+    _preflight,
+    _record,
+    _recovery_hint,
+    _revert,
+    _stage,
+    _switch_and_check,
+)
+from deployer.errors import DeployerError, DeployFailed, PreflightError
+from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
+from deployer.facts import HostFacts
+from deployer.history import Record, release_stack, releases_to_prune, rollback_target
+from deployer.hooks import run_hooks
+from deployer.locking import acquire_locks, lock_fleet, release_locks
+from deployer.plan import DeployPlan, HostPlan
+from deployer.preflight import Checks
+from deployer.probe import check_host
+from deployer.release import Release
+from deployer.remote import lb as lb_scripts
+from deployer.remote import scripts
+from deployer.remote.shell import Script
+from deployer.remote.transport import Result
+from deployer.runner import Runner, failures, operator, utc_now
+from deployer.traffic import TRAFFIC, LbPlan, TrafficPlan, color_plan, live_color
+
+
+def deploy(
+    plan: DeployPlan,
+    traffic: TrafficPlan,
+    release: Release,
+    runner: Runner,
+    bus: EventBus,
+    *,
+    checks: Checks | None = None,
+) -> dict[str, str | None]:
+    """Deploy `release` to the idle color and switch traffic to it. Returns app host ->
+    release; raises DeployFailed with traffic untouched when anything fails first."""
+    started = time.monotonic()
+    state = DeployState()
+    hosts = list(plan.hosts)
+    bus.emit(
+        RunStarted(
+            run_id=plan.run_id,
+            action="deploy",
+            env=plan.env,
+            release=plan.release_id,
+            hosts=[h.name for h in hosts],
+            source=release.source or release.commit or "",
+            built_at=release.mtime,
+        )
+    )
+    try:
+        locked = lock_fleet(runner, hosts, plan.run_id, "deploy", plan.release_id)
+        state.facts = locked.facts
+        _preflight(plan, release, runner, bus, state, locked, checks)
+        try:
+            live = live_color(traffic, {n: state.facts[n].history for n in traffic.lb_names})
+        except DeployerError:
+            release_locks(runner, hosts, plan.run_id)
+            raise
+    except DeployerError as exc:
+        _finished(bus, plan, started, {}, ok=False, message=exc.message, extra=state.record)
+        raise
+    except KeyboardInterrupt:
+        release_locks(runner, [h for h in hosts if h.name in state.facts], plan.run_id)
+        _finished(bus, plan, started, {}, ok=False, message="interrupted", extra=state.record)
+        raise
+
+    idle = traffic.other(live) if live else traffic.colors[0]
+    target = color_plan(plan, traffic, idle)
+    idle_hosts = list(target.hosts)
+    others = [hp for hp in hosts if hp.name not in traffic.members[idle]]
+    live_release = _color_release(traffic, live, state.facts) if live else None
+    state.on = {n: state.facts[n].current for n in traffic.members[idle]}
+    state.previous = {
+        name: rollback_target(f.history, f.current) if f.current == plan.release_id else f.current
+        for name, f in state.facts.items()
+        if name in state.on
+    }
+    state.record["blue_green"] = {"live_before": live, "deployed": idle}
+    bus.emit(
+        Notice(
+            level="info",
+            text=(
+                f"live color: {live} ({live_release or 'unknown release'}); deploying {idle}:"
+                f" {' '.join(traffic.members[idle])}"
+                if live
+                else f"no live color yet (first deploy): deploying {idle}:"
+                f" {' '.join(traffic.members[idle])}"
+            ),
+        )
+    )
+    try:
+        run_hooks(runner, target, "before_stage", idle_hosts)
+        _stage(target, release, runner, state, bus)
+        run_hooks(runner, target, "after_stage", idle_hosts)
+        _migrate(target, runner, state, bus)
+        names = traffic.members[idle]
+        bus.emit(BatchStarted(index=1, total=1, hosts=names))
+        run_hooks(runner, target, "before_switch", idle_hosts)
+        expect = plan.release_id if _expects_version(plan) else None
+        bad = _switch_and_check(target, runner, state, idle_hosts, plan.release_id, expect)
+        bus.emit(
+            BatchFinished(
+                index=1,
+                total=1,
+                healthy=[n for n in names if n not in bad],
+                failed=sorted(bad),
+                within_budget=not bad,
+            )
+        )
+        if bad:
+            _revert(target, runner, state, bus, idle_hosts)
+            raise DeployFailed(
+                f"{idle} is unhealthy ({len(bad)} of {len(names)} host(s) failed): traffic was"
+                f" not switched"
+                + (f"; {live} still serves {live_release}" if live else "")
+                + f"; {idle} returned to its previous release where it had one",
+                failures=list(bad.values()),
+                hint=_recovery_hint(plan),
+            )
+        run_hooks(runner, target, "after_switch", idle_hosts)
+        try:
+            switch_traffic(
+                traffic,
+                runner,
+                bus,
+                plan.run_id,
+                to=idle,
+                release=plan.release_id,
+                back=live,
+                previous_release=live_release,
+            )
+        except DeployerError:
+            _revert(target, runner, state, bus, idle_hosts)
+            raise
+    except KeyboardInterrupt:
+        _finish_failed(target, runner, state, bus, interrupted=True)
+        release_locks(runner, others, plan.run_id)
+        _finished(
+            bus, plan, started, dict(state.on), ok=False, message="interrupted", extra=state.record
+        )
+        raise
+    except DeployerError as exc:
+        _finish_failed(target, runner, state, bus)
+        release_locks(runner, others, plan.run_id)
+        error = (
+            exc
+            if isinstance(exc, DeployFailed)
+            else DeployFailed(
+                f"blue-green deploy of {plan.release_id} to {plan.env} failed; traffic was not"
+                " switched",
+                failures=[exc],
+                hint=_recovery_hint(plan),
+            )
+        )
+        error.releases = dict(state.on)
+        _finished(
+            bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
+        )
+        run_hooks(runner, target, "on_failure", idle_hosts, best_effort=True)
+        raise error from None
+    state.record["blue_green"]["live"] = idle
+    _finish_switched(plan, traffic, runner, state, idle, live_release)
+    releases = {
+        hp.name: state.on.get(hp.name, state.facts[hp.name].current)
+        for hp in hosts
+        if traffic.color_of(hp.name)
+    }
+    _finished(bus, plan, started, releases, ok=True, extra=state.record)
+    return releases
+
+
+def _color_release(
+    traffic: TrafficPlan, color: str | None, facts: dict[str, HostFacts]
+) -> str | None:
+    if color is None:
+        return None
+    found = {facts[n].current for n in traffic.members[color] if n in facts}
+    return found.pop() if len(found) == 1 else None
+
+
+def _traffic_record(run_id: str, color: str, release: str | None, previous: str | None) -> Record:
+    return Record(
+        time=utc_now(),
+        user=operator(),
+        release=release or "",
+        action=TRAFFIC,
+        result="success",
+        run_id=run_id,
+        previous=previous,
+        color=color,
+    )
+
+
+def switch_traffic(
+    traffic: TrafficPlan,
+    runner: Runner,
+    bus: EventBus,
+    run_id: str,
+    *,
+    to: str,
+    release: str | None,
+    back: str | None,
+    previous_release: str | None = None,
+) -> None:
+    """Point every load balancer at color `to`, one at a time. When one fails, those
+    already switched are pointed back at `back` (best effort) and DeployFailed is raised."""
+    record = _traffic_record(run_id, to, release, previous_release).to_json()
+    done: list[str] = []
+    for lb in traffic.lbs:
+        script = lb_scripts.switch_traffic(
+            lb.hp.layout,
+            run_id,
+            dest=lb.dest,
+            config=lb.configs[to],
+            validate=lb.validate,
+            reload=lb.reload,
+            color=to,
+            release=release,
+            history=[record],
+        )
+        failed: DeployerError | None = None
+        outcome = _run_on(runner, lb.hp, script)
+        if isinstance(outcome, DeployerError):
+            failed = outcome
+            what = "the load balancer keeps its previous config"
+        else:
+            done.append(lb.name)
+            failed = _verify(runner, lb, release)
+            what = f"it was switched but does not serve {release}"
+        if failed is not None:
+            _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
+            where = f"; {', '.join(done)} pointed back at {back}" if done and back else ""
+            raise DeployFailed(
+                f"switching traffic to {to} failed on {lb.name}: {what}{where}",
+                failures=[failed],
+                hint=f"fix the load balancer config or template, then re-run the deploy"
+                f" (look at {lb.dest} and its validate command on {lb.name})",
+            )
+        bus.emit(Notice(level="info", text=f"{lb.name}: traffic now goes to {to}"))
+
+
+def _verify(runner: Runner, lb: LbPlan, release: str | None) -> None | DeployerError:
+    """After a reload: ask the load balancer itself until the new release answers (a reload
+    is a signal; old workers may accept for a moment more)."""
+    if lb.verify is None:
+        return None
+    hp, health = lb.verify
+    expect = release if health.http and health.http.expect_version else None
+    outcome = runner.each([hp], lambda h: check_host(runner, health, h, expect))[hp.name]
+    return outcome if isinstance(outcome, DeployerError) else None
+
+
+def _run_on(runner: Runner, hp: HostPlan, script: Script) -> Result | DeployerError:
+    # Through `each`, so that Ctrl-C waits for a load balancer switch in flight.
+    return runner.each([hp], lambda h: runner.step(h.host, script))[hp.name]
+
+
+def _switch_back(
+    traffic: TrafficPlan,
+    runner: Runner,
+    bus: EventBus,
+    run_id: str,
+    done: Sequence[str],
+    back: str | None,
+    release: str | None,
+) -> None:
+    if not done or back is None:
+        return
+    record = _traffic_record(run_id, back, release, None).to_json()
+    for lb in traffic.lbs:
+        if lb.name not in done:
+            continue
+        script = lb_scripts.switch_traffic(
+            lb.hp.layout,
+            run_id,
+            dest=lb.dest,
+            config=lb.configs[back],
+            validate=lb.validate,
+            reload=lb.reload,
+            color=back,
+            release=release,
+            history=[record],
+        )
+        outcome = _run_on(runner, lb.hp, script)
+        if isinstance(outcome, DeployerError):
+            bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {outcome}"))
+
+
+def _finish_switched(
+    plan: DeployPlan,
+    traffic: TrafficPlan,
+    runner: Runner,
+    state: DeployState,
+    live: str,
+    previous_release: str | None,
+) -> None:
+    """History and unlock everywhere: the deployed color gets its deploy record (with its
+    color) and prunes; every app host records the traffic switch; load balancers recorded
+    theirs while switching and are only unlocked."""
+    keep = plan.playbook.keep_releases
+    switched = _traffic_record(plan.run_id, live, plan.release_id, previous_release)
+
+    def finish_one(hp: HostPlan) -> None:
+        color = traffic.color_of(hp.name)
+        facts = state.facts[hp.name]
+        records: list[Record] = []
+        prune: list[str] = []
+        if color == live:
+            deployed = replace(_record(plan, state.previous[hp.name], "success"), color=color)
+            records.append(deployed)
+            history = [*facts.history, deployed]
+            present = sorted({*facts.releases, plan.release_id})
+            prune = releases_to_prune(present, history, keep=keep, current=plan.release_id)
+        if color is not None:
+            records.append(switched)
+        runner.step(
+            hp.host,
+            scripts.finish(
+                hp.layout, plan.run_id, history=[r.to_json() for r in records], prune=prune
+            ),
+        )
+
+    errors = failures(runner.each(plan.hosts, finish_one))
+    if errors:
+        raise DeployFailed(
+            f"traffic now goes to {live}, but finishing failed; the lock may still be held",
+            failures=list(errors.values()),
+            releases=state.on,
+            hint=f"invoke unlock --env {plan.env}",
+        )
+
+
+def rollback(
+    plan: DeployPlan,
+    traffic: TrafficPlan,
+    runner: Runner,
+    bus: EventBus,
+    *,
+    run_id: str,
+    to: str | None = None,
+) -> dict[str, str | None]:
+    """Switch traffic back to the other color in one step, after checking that its hosts
+    run one successfully deployed release and answer healthy on it."""
+    started = time.monotonic()
+    hosts = list(plan.hosts)
+    facts = acquire_locks(runner, hosts, run_id, "rollback", to)
+    try:
+        live = live_color(traffic, {n: facts[n].history for n in traffic.lb_names})
+        if live is None:
+            raise PreflightError(
+                "no live color is recorded on the load balancer: there is nothing to switch"
+                " back from; nothing was changed",
+                hint=f"deploy first: invoke deploy --env {plan.env}",
+            )
+        back = traffic.other(live)
+        target = _rollback_target(traffic, facts, back, to, plan.env)
+        live_release = _color_release(traffic, live, facts)
+        backing = [plan.host(n) for n in traffic.members[back]]
+        health = plan.playbook.health
+        expect = target if _expects_version(plan) else None
+        bad = failures(runner.each(backing, lambda hp: check_host(runner, health, hp, expect)))
+        if bad:
+            raise PreflightError(
+                f"{back} is not healthy on {target}, so traffic stays on {live}; nothing was"
+                " changed:\n" + "\n".join(f"  {e}" for e in bad.values()),
+                hint=f"bring {back} back (`invoke status --env {plan.env}`), or deploy a fix",
+            )
+    except DeployerError:
+        release_locks(runner, hosts, run_id)
+        raise
+    bus.emit(
+        RunStarted(
+            run_id=run_id,
+            action="rollback",
+            env=plan.env,
+            release=target,
+            hosts=[h.name for h in hosts],
+            batches=[traffic.members[back]],
+        )
+    )
+    ok = False
+    message = "interrupted"
+    try:
+        switch_traffic(
+            traffic,
+            runner,
+            bus,
+            run_id,
+            to=back,
+            release=target,
+            back=live,
+            previous_release=live_release,
+        )
+        ok, message = True, ""
+    except DeployerError as exc:
+        message = exc.message
+        raise
+    finally:
+        record = _traffic_record(run_id, back, target, live_release).to_json() if ok else None
+
+        def finish_one(hp: HostPlan) -> None:
+            records = [record] if record and traffic.color_of(hp.name) else []
+            runner.step(hp.host, scripts.finish(hp.layout, run_id, history=records, prune=[]))
+
+        runner.each(hosts, finish_one)
+        releases = {n: facts[n].current for n in facts if traffic.color_of(n)}
+        bus.emit(
+            RunFinished(
+                run_id=run_id,
+                action="rollback",
+                ok=ok,
+                duration=time.monotonic() - started,
+                releases=releases,
+                message=message,
+                extra={"blue_green": {"live_before": live, "live": back if ok else live}},
+            )
+        )
+    return releases
+
+
+def _rollback_target(
+    traffic: TrafficPlan, facts: dict[str, HostFacts], back: str, to: str | None, env: str
+) -> str:
+    problems = []
+    releases = set()
+    for name in traffic.members[back]:
+        current = facts[name].current
+        if current is None:
+            problems.append(f"{name}: no release (the {back} color was never deployed)")
+        elif current not in release_stack(facts[name].history):
+            problems.append(f"{name}: {current} never deployed successfully there")
+        else:
+            releases.add(current)
+    if not problems and len(releases) > 1:
+        problems.append(f"{back} runs several releases: {', '.join(sorted(releases))}")
+    if problems:
+        raise PreflightError(
+            f"cannot switch traffic back to {back}; nothing was changed:\n"
+            + "\n".join("  " + p for p in problems),
+            hint=f"deploy instead: invoke deploy --env {env} (it goes to {back})",
+        )
+    target = releases.pop()
+    if to is not None and to != target:
+        raise PreflightError(
+            f"a blue-green rollback switches traffic to {back}, which runs {target}, not {to};"
+            " nothing was changed",
+            hint=f"drop --to, or deploy {to}: invoke deploy --env {env} --ref ...",
+        )
+    return target
