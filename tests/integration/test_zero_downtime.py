@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from deployer import api
-from deployer.events import Event, Notice, StepStarted
+from deployer.errors import DeployFailed
+from deployer.events import CanaryAnalyzed, Event, Notice, RunFinished, StepStarted
 from deployer.sandbox import Fleet
 from tests.integration.client import Client, Response
 from tests.integration.helpers import HOSTS, Project, make_project
@@ -169,3 +170,75 @@ def test_blue_green_rollback_switches_back_in_one_step(
     events = run_measured(client, rollback)
     assert_no_failures(client, nginx)
     assert_clean_switch(client, events, new, old)  # type: ignore[arg-type]
+
+
+def canary_project(tmp_path: Path, fleet: Fleet) -> Project:
+    project = make_project(tmp_path / "project", fleet, HOSTS)
+    project.playbook(
+        strategy={
+            "kind": "canary",
+            "canary": {
+                "steps": [1, "50%"],
+                "bake": 3,
+                "analysis": {
+                    "url": "http://{{ app_listen }}:{{ app_port }}/",
+                    "interval": 0.1,
+                    "min_samples": 3,
+                    "latency_floor_ms": 250,
+                },
+            },
+        },
+        health={"timeout": 5},
+    )
+    return project
+
+
+def test_promoted_canary_fails_no_request(clean_fleet: Fleet, nginx: Nginx, tmp_path: Path) -> None:
+    project = canary_project(tmp_path, clean_fleet)
+    old = project.deploy()["web1"]
+    nginx.start(HOSTS)
+    new_version(project, "canary")
+    client = Client(nginx.url + "/health")
+    result: dict[str, str | None] = {}
+
+    def deploy(events: list[Event]) -> None:
+        result.update(api.deploy(project.load(), api.Options(reporters=[events.append])))  # type: ignore[arg-type]
+
+    events = run_measured(client, deploy)
+    new = result["web1"]
+    assert new != old and set(result.values()) == {new}
+    assert_no_failures(client, nginx)
+    # The canary served real traffic during its bake, beside the old release.
+    first_bake = next(e.at for e in events if isinstance(e, CanaryAnalyzed))
+    assert versions_between(client.responses, 0, first_bake) >= {old, new}
+    finished = next(e.at for e in events if isinstance(e, RunFinished))
+    assert versions_between(client.responses, finished, float("inf")) == {new}
+
+
+def test_rolled_back_canary_fails_no_request(
+    clean_fleet: Fleet, nginx: Nginx, tmp_path: Path
+) -> None:
+    project = canary_project(tmp_path, clean_fleet)
+    old = project.deploy()["web1"]
+    nginx.start(HOSTS)
+    (project.app / "SLOW_MS").write_text("800\n")  # slow, not failing: only the analysis sees it
+    client = Client(nginx.url + "/health")
+    failed: list[DeployFailed] = []
+
+    def deploy(events: list[Event]) -> None:
+        try:
+            api.deploy(project.load(), api.Options(reporters=[events.append]))
+        except DeployFailed as exc:
+            failed.append(exc)
+
+    events = run_measured(client, deploy)
+    assert failed and "canary step 1/3 failed: p95 latency" in failed[0].message
+    assert [project.current(h) for h in HOSTS] == [old] * 4
+    assert_no_failures(client, nginx)
+    verdict = next(e for e in events if isinstance(e, CanaryAnalyzed))
+    assert not verdict.promote and verdict.canary.hosts == ("web1",)
+    # Only the canary ever answered with the new release, and only until it was rolled back.
+    seen = {r.version for r in client.responses}
+    assert len(seen) == 2 and old in seen
+    finished = next(e.at for e in events if isinstance(e, RunFinished))
+    assert versions_between(client.responses, finished, float("inf")) == {old}
