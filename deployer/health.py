@@ -48,6 +48,7 @@ class Outcome:
     ok: bool
     attempts: int
     last: Probe
+    last_failure: Probe | None = None  # why it is unhealthy, when the last probe passed
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,14 @@ def wait_until_healthy(
     streak = 0
     attempts = 0
     last = Probe(False, "not checked")
+    last_failure: Probe | None = None
 
     def attempt() -> bool:
-        nonlocal streak, attempts, last
+        nonlocal streak, attempts, last, last_failure
         attempts += 1
         last = probe()
+        if not last.ok:
+            last_failure = last
         if on_probe:
             on_probe(last)
         streak = streak + 1 if last.ok else 0
@@ -159,5 +163,5 @@ def wait_until_healthy(
     try:
         retrying(attempt)
     except RetryError:
-        return Outcome(False, attempts, last)
-    return Outcome(True, attempts, last)
+        return Outcome(False, attempts, last, last_failure)
+    return Outcome(True, attempts, last, last_failure)

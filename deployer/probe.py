@@ -20,9 +20,11 @@ class HealthCheckFailed(DeployerError):
     def __init__(self, host: str, outcome: Outcome) -> None:
         self.host = host
         self.outcome = outcome
+        last = outcome.last.detail
+        if outcome.last.ok and outcome.last_failure:  # flapping: say why it failed, too
+            last = f"{last}; last failure: {outcome.last_failure.detail}"
         super().__init__(
-            f"{host}: step 'health' failed after {outcome.attempts} probe(s); last: "
-            f"{outcome.last.detail}"
+            f"{host}: step 'health' failed after {outcome.attempts} probe(s); last: {last}"
         )
 
 

@@ -39,6 +39,8 @@ def test_needs_consecutive_successes_flapping_never_passes():
     assert not outcome.ok
     assert outcome.last.detail in ("200", "500")
     assert outcome.attempts > 2
+    # Whichever probe came last, the reason it is unhealthy is kept for the error message.
+    assert outcome.last_failure is not None and outcome.last_failure.detail == "500"
 
 
 def test_slow_start_then_healthy():
