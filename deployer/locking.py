@@ -115,10 +115,20 @@ def lock_fleet(
             outcome.problems[name] = result
 
     # The leader is locked alone, first; a racing run loses there and touches nothing else.
+    # Meanwhile the other hosts' connections are opened: connecting takes no lock.
     rest = list(hosts)
+    ahead = False
+
+    def take_leader(hp: HostPlan) -> HostFacts:
+        nonlocal ahead
+        if not ahead:  # submitted from the leader's own task, so it never queues behind them
+            ahead = True
+            runner.connect_ahead([other.host for other in rest])
+        return take(hp, leader=True)
+
     while rest and not outcome.facts and not outcome.problems:
         leader = rest.pop(0)
-        sort(leader.name, runner.each([leader], lambda hp: take(hp, leader=True))[leader.name])
+        sort(leader.name, runner.each([leader], take_leader)[leader.name])
     if outcome.facts and rest:
         for name, result in runner.each(rest, take).items():
             sort(name, result)

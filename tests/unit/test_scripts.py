@@ -148,3 +148,27 @@ def test_proxy_jump_from_inventory_vars():
     assert proxy_jump(host(ansible_ssh_common_args="-J u@b2:22 -o Foo=1")) == "u@b2:22"
     assert parse_jump("ops@bastion:2200") == Endpoint("bastion", 2200, "ops")
     assert parse_jump("bastion") == Endpoint("bastion", 22, None)
+
+
+def test_a_failed_connect_ahead_is_raised_by_the_next_command_without_retrying(monkeypatch):
+    from deployer.config.model import Host
+    from deployer.errors import TransportError
+    from deployer.remote.ssh import SSHTransport
+
+    host = Host(name="h", address="127.0.0.2", port=22, user=None, groups=("all",))
+    attempts = []
+
+    def refuse(self, h):
+        attempts.append(h.name)
+        raise TransportError(h.name, "cannot connect to 127.0.0.2:22: refused")
+
+    monkeypatch.setattr(SSHTransport, "_open", refuse)
+    transport = SSHTransport()
+    transport.connect(host)  # never raises
+    try:
+        transport.run(host, Script(step="x", lines=("true",)), timeout=1)
+    except TransportError as exc:
+        assert "refused" in str(exc)
+    else:
+        raise AssertionError("run() should raise the connect failure")
+    assert attempts == ["h"]  # the host was not made to time out twice
