@@ -1,7 +1,8 @@
 """Delta uploads: when a host already runs a release whose MANIFEST we know, send only the
 files that changed (plus every directory, symlink, REVISION and MANIFEST) and hard-link the
 unchanged ones from that release on the host. Every release stays complete and immutable:
-the host still verifies the whole tree against the new MANIFEST before it is renamed in.
+the bytes sent are verified by the delta archive's sha256, and the linked files are the base
+release's own inodes (verified when it was staged, read-only, and its MANIFEST matched).
 
 Deciding is pure; packing reads the release's source tree once more.
 """

@@ -97,6 +97,7 @@ def deploy(
             plan.release_id,
             skip_unreachable=skip_unreachable,
             takeover=resume_from,
+            baseline=True,
         )
         state.facts = locked.facts
         _preflight(plan, release, runner, bus, state, locked, checks)

@@ -74,17 +74,22 @@ def lock_fleet(
     *,
     skip_unreachable: bool = False,
     takeover: str | None = None,
+    baseline: bool = False,
 ) -> LockOutcome:
     """Take the lock, leader first, and gather every host's facts in the same round trip.
+    With `baseline` (a deploy), the leader also lists its release's files for a delta upload;
+    a rollback or a flags push does not need them and skips reading the whole MANIFEST.
     Raises nothing for a host: on problems the caller releases what was taken
     (`release_locks`) and raises `lock_failure(...)`."""
     info = lock_info(run_id, action, release)
     env = env_hint(hosts)
     outcome = LockOutcome()
 
-    def take(hp: HostPlan, baseline: bool = False) -> HostFacts:
+    def take(hp: HostPlan, leader: bool = False) -> HostFacts:
         # Only the leader sends its release's file list: the baseline for delta uploads.
-        script = scripts.prepare(hp.layout, lock_info=info, baseline=baseline, takeover=takeover)
+        script = scripts.prepare(
+            hp.layout, lock_info=info, baseline=baseline and leader, takeover=takeover
+        )
         try:
             result = runner.step(hp.host, script)
         except RemoteCommandError as exc:
@@ -110,10 +115,20 @@ def lock_fleet(
             outcome.problems[name] = result
 
     # The leader is locked alone, first; a racing run loses there and touches nothing else.
+    # Meanwhile the other hosts' connections are opened: connecting takes no lock.
     rest = list(hosts)
+    ahead = False
+
+    def take_leader(hp: HostPlan) -> HostFacts:
+        nonlocal ahead
+        if not ahead:  # submitted from the leader's own task, so it never queues behind them
+            ahead = True
+            runner.connect_ahead([other.host for other in rest])
+        return take(hp, leader=True)
+
     while rest and not outcome.facts and not outcome.problems:
         leader = rest.pop(0)
-        sort(leader.name, runner.each([leader], lambda hp: take(hp, baseline=True))[leader.name])
+        sort(leader.name, runner.each([leader], take_leader)[leader.name])
     if outcome.facts and rest:
         for name, result in runner.each(rest, take).items():
             sort(name, result)

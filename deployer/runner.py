@@ -162,6 +162,12 @@ class Runner:
         )
         return result
 
+    def connect_ahead(self, hosts: Sequence[Host]) -> None:
+        """Open these hosts' connections in the background (nothing runs on them), so their
+        first step need not wait for the SSH handshake. Errors surface at that step."""
+        for host in hosts:
+            self._pool.submit(self.transport.connect, host)
+
     def each(self, items: Sequence[N], fn: Callable[[N], R]) -> dict[str, R | DeployerError]:
         """Apply `fn` to every item concurrently. Per-item DeployerErrors are collected, not
         raised. On Ctrl-C the in-flight work is allowed to finish before re-raising, so no

@@ -27,6 +27,7 @@ class RecordingTransport:
     http: HttpResponder = lambda host, address, port: b"HTTP/1.0 200 OK\r\n\r\n{}"  # noqa: E731
     calls: list[tuple[str, Script]] = field(default_factory=list)
     tcp: list[tuple[str, str, int]] = field(default_factory=list)
+    connected: list[str] = field(default_factory=list)  # hosts connected ahead of a command
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(
@@ -48,6 +49,10 @@ class RecordingTransport:
         with self._lock:
             self.tcp.append((host.name, address, port))
         return _FakeChannel(self.http(host, address, port))
+
+    def connect(self, host: Host) -> None:
+        with self._lock:
+            self.connected.append(host.name)
 
     def close(self) -> None:
         pass

@@ -246,26 +246,33 @@ def stage(
     are hard-linked from `releases/<base>` instead of travelling."""
     tmp = posixpath.join(layout.staging, f"{release_id}.{run_id}")
     tree = posixpath.join(tmp, "tree")
-    tarball = posixpath.join(tmp, "release.tar.gz")
     final = layout.release(release_id)
+    # One pass over the archive as it arrives: `tee` feeds tar and sha256sum at once, so it
+    # is never written to disk, read back, or read twice. tar unpacks into staging only;
+    # the checksum is judged before anything else happens, and a tree whose archive did not
+    # match is never renamed in (the trap removes it). `tee -p` keeps hashing when tar stops
+    # early (a full disk), so the whole archive is read and the real cause is reported.
+    # fd 3 carries the archive to tar, fd 4 the checksum out of the command substitution;
+    # its status is tar's.
+    receive = (
+        "{ { "
+        + cmd("head", "-c", archive_size, Raw("|"), "tee", "-p", "/dev/fd/3", Raw("|"))
+        + " sha256sum >&4; } 3>&1 | "
+        + cmd("tar", "-xzf", "-", "-C", tree, "--no-same-owner", Raw(">&2"))
+        + "; } 4>&1"
+    )
     body: list[str] = [
         # Whatever happens, leave no staging debris behind.
         f"trap {q(f'chmod -R u+w {q(tmp)} 2>/dev/null; rm -rf {q(tmp)}')} EXIT",
         _step("upload"),
         cmd("rm", "-rf", tmp),
         cmd("mkdir", "-p", tree),
-        _or_explain(cmd("head", "-c", archive_size, Raw(">"), tarball), f"writing {tarball}", tmp),
-        _step("verify"),
-        f"if ! echo {q(f'{archive_sha256}  {tarball}')} | sha256sum -c --quiet - >/dev/null 2>&1;"
-        f" then echo {q(f'checksum mismatch for the uploaded release archive {tarball}')} >&2;"
-        f" exit {EXIT_CHECKSUM}; fi",
-        _step("unpack"),
-        _or_explain(
-            cmd("tar", "-xzf", tarball, "-C", tree, "--no-same-owner"),
-            f"unpacking into {tree}",
-            tmp,
-        ),
-        cmd("rm", "-f", tarball),
+        "unpacked=yes",
+        f"sum=$({receive}) || unpacked=no",
+        f'if [ "${{sum%% *}}" != {q(archive_sha256)} ];'
+        f" then echo {q(f'checksum mismatch for the uploaded release archive ({release_id})')}"
+        f" >&2; exit {EXIT_CHECKSUM}; fi",
+        _or_explain('[ "$unpacked" = yes ]', f"unpacking into {tree}", tmp),
     ]
     if base is not None:
         body += [
@@ -273,10 +280,10 @@ def stage(
             f"head -c {len(link_list)} | gzip -dc | (cd {q(layout.release(base))} &&"
             f" xargs -0 -r cp -l --parents -t {q(tree)} --)",
         ]
-    body += [
-        _step("verify_tree"),
-        f"(cd {q(tree)} && sha256sum -c --quiet MANIFEST)",
-    ]
+    # No per-file `sha256sum -c MANIFEST` here: every byte unpacked is covered by the archive
+    # checksum just verified, and the MANIFEST was written from those same bytes when packing.
+    # The files a delta hard-links are the base release's own inodes: that release was
+    # verified when it was staged, is read-only, and is the one whose MANIFEST matched.
     if isinstance(host_files, bytes):  # a bare tar of release files, modes left owner-only
         host_files = HostFiles(tar=host_files)
     if host_files:

@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 from deployer.config.model import Host
-from deployer.errors import HostKeyError, TransportError
+from deployer.errors import DeployerError, HostKeyError, TransportError
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
 
@@ -130,17 +130,26 @@ class SSHTransport:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
+        self._failed: dict[str, DeployerError] = {}  # by connect(), for the next use
 
     # ------------------------------------------------------------------ connecting
 
-    def _connection(self, host: Host) -> Connection:
+    def _connection(self, host: Host, *, ahead: bool = False) -> Connection:
         with self._guard:
             lock = self._locks.setdefault(host.name, threading.Lock())
         with lock:
+            failed = self._failed.pop(host.name, None)
+            if failed is not None:  # connect() just tried: do not wait for the host twice
+                raise failed
             conn = self._connections.get(host.name)
             if conn is not None and conn.is_connected:
                 return conn
-            conn = self._open(host)
+            try:
+                conn = self._open(host)
+            except DeployerError as exc:
+                if ahead:
+                    self._failed[host.name] = exc
+                raise
             self._connections[host.name] = conn
             return conn
 
@@ -245,6 +254,10 @@ class SSHTransport:
     )
     def _connect_with_retry(conn: Connection) -> None:
         conn.open()
+
+    def connect(self, host: Host) -> None:
+        with contextlib.suppress(DeployerError):  # kept for the host's next use
+            self._connection(host, ahead=True)
 
     # ------------------------------------------------------------------ running
 
@@ -358,12 +371,20 @@ class SSHTransport:
 
     def close(self) -> None:
         with self._guard:
-            # Hosts first, then the jump hosts their channels ride on.
-            conns = [*self._connections.values(), *self._gateways.values()]
+            hosts = list(self._connections.values())
+            gateways = list(self._gateways.values())
             self._connections.clear()
             self._gateways.clear()
-        for conn in conns:
-            _close_quietly(conn)
+            self._failed.clear()
+        # Closing joins each connection's reader thread: one at a time, that is a wait per
+        # host at the end of every run. Hosts close together first, then the jump hosts
+        # their channels ride on.
+        for group in (hosts, gateways):
+            threads = [threading.Thread(target=_close_quietly, args=(c,)) for c in group]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
 
 
 def _close_quietly(conn: Connection) -> None:

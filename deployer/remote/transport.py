@@ -54,4 +54,9 @@ class Transport(Protocol):
         """Open a TCP connection to address:port as seen from the host."""
         ...
 
+    def connect(self, host: Host) -> None:
+        """Open the host's connection ahead of its first command; runs nothing on the host.
+        Never raises: a failure is raised by the host's next `run` or `open_tcp`."""
+        ...
+
     def close(self) -> None: ...

@@ -209,9 +209,11 @@ def test_fault05_connection_drop_mid_upload_switches_nothing(project: Project) -
     assert_fleet_sound(project)
 
 
-def test_fault06_corrupted_upload_is_refused_before_unpacking(
+def test_fault06_corrupted_upload_is_refused_and_never_renamed_in(
     project: Project, tmp_path: Path
 ) -> None:
+    # The archive is hashed while it unpacks into staging (one pass); a mismatch fails the
+    # step before anything else runs, and the staged tree is removed, never renamed in.
     loaded = project.load(limit="web1")
     release = api.build(loaded, tmp_path / "build")
     hp = loaded.plan(release.id, "corrupt1").hosts[0]
@@ -236,7 +238,7 @@ def test_fault06_corrupted_upload_is_refused_before_unpacking(
         transport.close()
     assert result.exit_code == scripts.EXIT_CHECKSUM
     assert "checksum mismatch" in result.output
-    assert "@@step unpack" not in result.output
+    assert "@@step finalize" not in result.output and "@@staged" not in result.output
     assert project.releases("web1") == []
     assert project.leftovers("web1") == []
 

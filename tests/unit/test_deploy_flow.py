@@ -87,8 +87,12 @@ def test_happy_path_steps_and_session_count(setup):
     assert result == {h: release.id for h in ("h1", "h2", "h3", "h4")}
     assert transport.steps("h1") == ["prepare", "stage", "switch", "finish"]
     assert transport.steps("h2") == ["prepare", "stage", "migrate", "switch", "finish"]
-    # The leader (h1) locks before anyone else.
+    # The leader (h1) locks before anyone else; the others' connections open meanwhile, and
+    # only the leader lists its release's files (the delta baseline).
     assert transport.calls[0][0] == "h1" and transport.calls[0][1].step == "prepare"
+    assert sorted(transport.connected) == ["h2", "h3", "h4"]
+    prepares = {h: s.render() for h, s in transport.calls if s.step == "prepare"}
+    assert "echo @@manifest\n" in prepares["h1"] and "echo @@manifest\n" not in prepares["h2"]
     # Migration runs once, before any switch.
     order = [s.step for _, s in transport.calls]
     assert order.count("migrate") == 1

@@ -50,7 +50,7 @@ def test_prepare_without_lock_is_read_only():
     assert "@@lock held" in text  # still reports a holder
 
 
-def test_stage_verifies_before_unpacking_and_renames_last(tmp_path):
+def test_stage_hashes_while_unpacking_and_renames_last(tmp_path):
     archive = tmp_path / "r.tgz"
     archive.write_bytes(b"x" * 10)
     script = scripts.stage(
@@ -65,23 +65,62 @@ def test_stage_verifies_before_unpacking_and_renames_last(tmp_path):
         shared_files=[".env"],
     )
     text = script.render()
+    staging = f"/srv/app/.deploy/staging/{RID}.r1"
+    # One pass: tee feeds tar and sha256sum; the archive never lands on disk.
+    receive = (
+        "sum=$({ { head -c 10 | tee -p /dev/fd/3 | sha256sum >&4; } 3>&1 |"
+        f" tar -xzf - -C {staging}/tree --no-same-owner >&2; }} 4>&1) || unpacked=no"
+    )
+    assert receive in text.splitlines()
+    assert "release.tar.gz" not in text
     order = [
         text.index(s)
         for s in (
-            "head -c 10 >",
-            "sha256sum -c --quiet -",
-            "tar -xzf",
-            "sha256sum -c --quiet MANIFEST",
+            receive,
+            f'if [ "${{sum%% *}}" != {"ab" * 32} ]; then echo',
+            f"exit {scripts.EXIT_CHECKSUM}; fi",
+            '[ "$unpacked" = yes ] || {',
             "head -c 4 | tar -xf -",
             "ln -s /srv/app/shared/log",
             "chmod -R a-w",
-            f"mv -T /srv/app/.deploy/staging/{RID}.r1/tree /srv/app/releases/{RID}",
+            f"mv -T {staging}/tree /srv/app/releases/{RID}",
         )
     ]
     assert order == sorted(order)
+    # The archive checksum covers every unpacked byte: the whole tree is hashed again only
+    # to reuse a release of the same id already in place.
+    assert text.count("sha256sum -c") == 1
+    assert text.index("sha256sum -c --quiet MANIFEST") > text.index(
+        f"if [ -e /srv/app/releases/{RID} ]; then"
+    )
     assert "(umask 077 && : > /srv/app/shared/.env)" in text
     assert script.stdin.segments == (archive, b"tar!")
     assert script.stdin.size == 14
+
+
+def test_stage_delta_links_the_rest_from_the_base_release(tmp_path):
+    archive = tmp_path / "d.tgz"
+    archive.write_bytes(b"x" * 3)
+    script = scripts.stage(
+        L,
+        RID,
+        "r1",
+        archive=archive,
+        archive_size=3,
+        archive_sha256="cd" * 32,
+        host_files=b"",
+        shared_dirs=[],
+        shared_files=[],
+        base="20261126T000000Z-0000000",
+        link_list=b"gz",
+    )
+    text = script.render()
+    link = (
+        "head -c 2 | gzip -dc | (cd /srv/app/releases/20261126T000000Z-0000000 &&"
+        f" xargs -0 -r cp -l --parents -t /srv/app/.deploy/staging/{RID}.r1/tree --)"
+    )
+    assert text.index(link) > text.index('[ "$unpacked" = yes ]')
+    assert script.stdin.segments == (archive, b"gz")
 
 
 def test_finish_never_prunes_current_and_unlocks_only_own_lock():
@@ -109,3 +148,27 @@ def test_proxy_jump_from_inventory_vars():
     assert proxy_jump(host(ansible_ssh_common_args="-J u@b2:22 -o Foo=1")) == "u@b2:22"
     assert parse_jump("ops@bastion:2200") == Endpoint("bastion", 2200, "ops")
     assert parse_jump("bastion") == Endpoint("bastion", 22, None)
+
+
+def test_a_failed_connect_ahead_is_raised_by_the_next_command_without_retrying(monkeypatch):
+    from deployer.config.model import Host
+    from deployer.errors import TransportError
+    from deployer.remote.ssh import SSHTransport
+
+    host = Host(name="h", address="127.0.0.2", port=22, user=None, groups=("all",))
+    attempts = []
+
+    def refuse(self, h):
+        attempts.append(h.name)
+        raise TransportError(h.name, "cannot connect to 127.0.0.2:22: refused")
+
+    monkeypatch.setattr(SSHTransport, "_open", refuse)
+    transport = SSHTransport()
+    transport.connect(host)  # never raises
+    try:
+        transport.run(host, Script(step="x", lines=("true",)), timeout=1)
+    except TransportError as exc:
+        assert "refused" in str(exc)
+    else:
+        raise AssertionError("run() should raise the connect failure")
+    assert attempts == ["h"]  # the host was not made to time out twice
