@@ -34,7 +34,6 @@ from deployer.plan import DeployPlan, HostPlan
 from deployer.preflight import Checks
 from deployer.probe import check_host
 from deployer.release import Release
-from deployer.remote import lb as lb_scripts
 from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
@@ -227,17 +226,7 @@ def switch_traffic(
     record = _traffic_record(run_id, to, release, previous_release).to_json()
     done: list[str] = []
     for lb in traffic.lbs:
-        script = lb_scripts.switch_traffic(
-            lb.hp.layout,
-            run_id,
-            dest=lb.dest,
-            config=lb.configs[to],
-            validate=lb.validate,
-            reload=lb.reload,
-            color=to,
-            release=release,
-            history=[record],
-        )
+        script = lb.switch_script(run_id, to, release, record)
         failed: DeployerError | None = None
         outcome = _run_on(runner, lb.hp, script)
         if isinstance(outcome, DeployerError):
@@ -290,17 +279,7 @@ def _switch_back(
     for lb in traffic.lbs:
         if lb.name not in done:
             continue
-        script = lb_scripts.switch_traffic(
-            lb.hp.layout,
-            run_id,
-            dest=lb.dest,
-            config=lb.configs[back],
-            validate=lb.validate,
-            reload=lb.reload,
-            color=back,
-            release=release,
-            history=[record],
-        )
+        script = lb.switch_script(run_id, back, release, record)
         outcome = _run_on(runner, lb.hp, script)
         if isinstance(outcome, DeployerError):
             bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {outcome}"))

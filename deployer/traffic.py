@@ -23,6 +23,8 @@ from deployer.config.render import host_variables, render, render_file
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, recorded_live_color
 from deployer.plan import DeployPlan, HostPlan
+from deployer.remote import lb as lb_scripts
+from deployer.remote.shell import Script
 
 TRAFFIC = "traffic"  # the history action of a traffic switch
 
@@ -43,6 +45,20 @@ class LbPlan:
     @property
     def name(self) -> str:
         return self.hp.name
+
+    def switch_script(self, run_id: str, color: str, release: str | None, record: str) -> Script:
+        """The one session that points this load balancer at `color` and records it."""
+        return lb_scripts.switch_traffic(
+            self.hp.layout,
+            run_id,
+            dest=self.dest,
+            config=self.configs[color],
+            validate=self.validate,
+            reload=self.reload,
+            color=color,
+            release=release,
+            history=[record],
+        )
 
 
 @dataclass(frozen=True)
