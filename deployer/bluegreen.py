@@ -23,6 +23,7 @@ from deployer.deploy import (
     _revert,
     _stage,
     _switch_and_check,
+    opening,
 )
 from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
@@ -66,7 +67,7 @@ def deploy(
             built_at=release.mtime,
         )
     )
-    try:
+    with opening(plan, runner, bus, state, started):
         locked = lock_fleet(runner, hosts, plan.run_id, "deploy", plan.release_id)
         state.facts = locked.facts
         _preflight(plan, release, runner, bus, state, locked, checks)
@@ -75,13 +76,6 @@ def deploy(
         except DeployerError:
             release_locks(runner, hosts, plan.run_id)
             raise
-    except DeployerError as exc:
-        _finished(bus, plan, started, {}, ok=False, message=exc.message, extra=state.record)
-        raise
-    except KeyboardInterrupt:
-        release_locks(runner, [h for h in hosts if h.name in state.facts], plan.run_id)
-        _finished(bus, plan, started, {}, ok=False, message="interrupted", extra=state.record)
-        raise
 
     idle = traffic.other(live) if live else traffic.colors[0]
     target = color_plan(plan, traffic, idle)

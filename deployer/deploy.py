@@ -4,8 +4,9 @@ host stays on a complete release. Emits events; never prints."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ def deploy(
             built_at=release.mtime,
         )
     )
-    try:
+    with opening(plan, runner, bus, state, started):
         locked = lock_fleet(
             runner,
             hosts,
@@ -104,13 +105,6 @@ def deploy(
         if len(state.facts) < len(hosts):
             plan = _without_skipped(plan, state, runner)
             hosts = list(plan.hosts)
-    except DeployerError as exc:
-        _finished(bus, plan, started, {}, ok=False, message=exc.message, extra=state.record)
-        raise
-    except KeyboardInterrupt:  # while locking or checking: nothing changed, give the locks back
-        release_locks(runner, [h for h in hosts if h.name in state.facts], plan.run_id)
-        _finished(bus, plan, started, {}, ok=False, message="interrupted", extra=state.record)
-        raise
     state.on = {name: f.current for name, f in state.facts.items()}
     # A host already on this release (resuming) reverts to the last one its history trusts.
     state.previous = {
@@ -169,6 +163,23 @@ def deploy(
         failed.exit_code = 3
         raise failed
     return dict(state.on)
+
+
+@contextlib.contextmanager
+def opening(
+    plan: DeployPlan, runner: Runner, bus: EventBus, state: DeployState, started: float
+) -> Iterator[None]:
+    """Around locking and checking, where nothing has changed yet: a failure ends the run
+    with its message; Ctrl-C gives our locks back first."""
+    try:
+        yield
+    except DeployerError as exc:
+        _finished(bus, plan, started, {}, ok=False, message=exc.message, extra=state.record)
+        raise
+    except KeyboardInterrupt:
+        release_locks(runner, [h for h in plan.hosts if h.name in state.facts], plan.run_id)
+        _finished(bus, plan, started, {}, ok=False, message="interrupted", extra=state.record)
+        raise
 
 
 def _finished(
