@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,9 +193,19 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    # Leaves serve_forever(); main() then stops accepting and drains (see Server).
-    raise SystemExit(0)
+def stop_on_sigterm(server: Server) -> None:
+    """SIGTERM asks serve_forever() to return; main() then stops accepting and drains (see Server).
+
+    The handler must not raise: an exception raised between two bytecodes of the main thread
+    can land inside process_request() after a request thread started, and socketserver then
+    closes that request's socket under the thread, cutting a response off after its headers.
+    shutdown() blocks until the loop has left, so it runs in its own thread.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def write_pidfile(path: Path) -> None:
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     app = App(config)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = Server((config.listen, config.port), handler)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm(server)
     print(
         f"sample app {app.version} ({config.env}) listening on {config.listen}:{config.port},"
         f" needs schema {REQUIRED_SCHEMA}",
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pidfile:
         write_pidfile(args.pidfile)
     try:
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
         if args.pidfile:
