@@ -88,7 +88,25 @@ def scenario_table(record: dict[str, Any], scenario: str) -> str:
                 f"{sent / MB:.2f} ({sent / size / MB:.2f}) | {rss / MiB:.0f} ({pss / MiB:.0f}) | "
                 f"{cpu_tool:.1f} / {cpu_hosts} |"
             )
+        floor = _floor(record, size)
+        if scenario == "first" and floor is not None:
+            lines.append(
+                f"| {size} | floor: no tool, OpenSSH into `tar -xzf -` on every host at once |"
+                f" {floor:.2f} | 1.0 (0.0) | 1.0 | | | |"
+            )
+        floor = _floor(record, size, "restart_floor")
+        if scenario == "rollback" and floor is not None:
+            lines.append(
+                f"| {size} | floor: no tool, OpenSSH running `bin/restart` and one health"
+                f" request on every host at once | {floor:.2f} | 1.0 (0.0) | 1.0 | | | |"
+            )
     return "\n".join(lines)
+
+
+def _floor(record: dict[str, Any], size: int, key: str = "floor") -> float | None:
+    """Median wall time of the hosts' own work with no tool (see benchmarks/run.py)."""
+    walls = (record.get(key) or {}).get(str(size)) or []
+    return statistics.median(walls) if walls else None
 
 
 def ratio_table(record: dict[str, Any]) -> str:
@@ -163,6 +181,20 @@ def targets(record: dict[str, Any]) -> list[tuple[str, str, str]]:
                 _met(None if ratio is None else ratio >= want),
             )
         )
+    floor = _floor(record, ref)
+    if floor is not None and ours_first:
+        for peer in PEERS:
+            theirs = med(peer, "first", ref)
+            if theirs:
+                out.append(
+                    (
+                        f"first deploy to {ref} hosts, time added on top of the hosts' own work"
+                        f" (wall − floor of {floor:.1f} s): {peer} ÷ ours",
+                        f"{(theirs - floor) / max(ours_first - floor, 0.01):.1f}×"
+                        f" ({theirs - floor:.1f} s vs {ours_first - floor:.1f} s)",
+                        "(context)",
+                    )
+                )
     first_bytes = med("ours", "first", ref, "bytes_sent")
     re_bytes = med("ours", "redeploy", ref, "bytes_sent")
     share = re_bytes / first_bytes if re_bytes is not None and first_bytes else None
@@ -183,6 +215,16 @@ def targets(record: dict[str, Any]) -> list[tuple[str, str, str]]:
             _met(None if rb is None else rb < 3.0),
         )
     )
+    rb_floor = _floor(record, ref, "restart_floor")
+    if rb and rb_floor is not None:
+        out.append(
+            (
+                f"rollback of {ref} hosts: the hosts' own part alone (restart and one health"
+                " request, no tool)",
+                f"{rb_floor:.2f} s, so ours adds {rb - rb_floor:.2f} s",
+                "(context)",
+            )
+        )
     rb_ansible = med("ansible", "rollback", ref)
     ratio = rb_ansible / rb if rb and rb_ansible else None
     out.append(
@@ -218,6 +260,15 @@ def targets(record: dict[str, Any]) -> list[tuple[str, str, str]]:
             + ("" if large >= 40 else " (needs 40 hosts: full run)"),
         )
     )
+    f_small, f_large = _floor(record, small), _floor(record, large)
+    if f_small and f_large and large > small:
+        out.append(
+            (
+                f"floor (the hosts' own work, no tool) {small}→{large} hosts",
+                f"{f_large / f_small:.2f}× ({f_small:.1f} s → {f_large:.1f} s)",
+                "(context)",
+            )
+        )
     peak = max(
         (r["peak_rss"] for r in record["rows"] if r["tool"] == "ours" and r["size"] == large),
         default=None,

@@ -268,6 +268,58 @@ def transfer_efficiency(
     return result
 
 
+# ------------------------------------------------------------------ the hosts' own floor
+
+
+def unpack_floor(fleet: Fleet, work: Path, tree_dir: Path, hosts: list[Host]) -> float:
+    """Wall time of the work every tool's first deploy makes the hosts do, with no tool at
+    all: the release as a plain `tar -czf` archive, streamed by OpenSSH into `tar -xzf -` on
+    every host at once. On this machine the hosts share its cores, so no tool can deploy to
+    these hosts faster than this; on a real fleet each host would do its part on its own CPU."""
+    archive = work / "floor.tar.gz"
+    if not archive.exists():
+        subprocess.run(
+            ["tar", "-czf", str(archive), "-C", str(tree_dir.parent), tree_dir.name], check=True
+        )
+    _reset(fleet)
+    started = time.monotonic()
+    procs = []
+    for h in hosts:
+        fh = open(archive, "rb")  # noqa: SIM115 - closed below
+        argv = [*_ssh_argv(fleet, h.address), "mkdir -p /srv/floor && tar -xzf - -C /srv/floor"]
+        procs.append((subprocess.Popen(argv, stdin=fh, stdout=subprocess.DEVNULL), fh))
+    codes = []
+    for proc, fh in procs:
+        codes.append(proc.wait())
+        fh.close()
+    wall = time.monotonic() - started
+    if any(codes):
+        raise RuntimeError(f"the unpack floor failed on some host: exit codes {codes}")
+    return wall
+
+
+def restart_floor(fleet: Fleet, hosts: list[Host]) -> float:
+    """Wall time of the hosts' own part of a rollback, with no tool: the live release's
+    `bin/restart` and one health request, over OpenSSH on every host at once."""
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [
+                *_ssh_argv(fleet, h.address),
+                f"{DEPLOY_TO}/current/bin/restart >/dev/null"
+                f" && curl -fsS -o /dev/null http://{h.address}:8000/health",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for h in hosts
+    ]
+    codes = [proc.wait() for proc in procs]
+    wall = time.monotonic() - started
+    if any(codes):
+        raise RuntimeError(f"the restart floor failed on some host: exit codes {codes}")
+    return wall
+
+
 # ------------------------------------------------------------------ the scenarios
 
 
@@ -471,8 +523,17 @@ def main(argv: list[str] | None = None) -> int:
         f"-127.0.0.{FIRST_ADDRESS + len(hosts) - 1} ..."
     )
     t0 = time.monotonic()
+    # /srv, where every tool deploys, is a tmpfs in each host: this machine's root filesystem
+    # is ext4 without a journal, where creating files within ~30 s of deleting many (the reset
+    # before every run) scans the recently freed inodes one by one, which made whichever tool
+    # unpacked soonest after a reset up to 3x slower. A real host has its own journaled disk.
     fleet = start_fleet(
-        FLEET, [(h.name, h.address) for h in hosts], work / "fleet", port=PORT, timeout=300
+        FLEET,
+        [(h.name, h.address) for h in hosts],
+        work / "fleet",
+        port=PORT,
+        timeout=300,
+        tmpfs=["/srv"],
     )
     try:
         record["fleet_start_s"] = round(time.monotonic() - t0, 2)
@@ -494,14 +555,25 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(ours, Ours)
         record["stream"] = transfer_efficiency(fleet, work, ours, hosts, sizes, runs)
 
+        record["floor"] = {}
         seq = 0
         for size in sizes:
+            floors = record["floor"][str(size)] = []
+            for _ in range(runs):
+                floors.append(round(unpack_floor(fleet, work, projects.tree, hosts[:size]), 3))
+            _say(f"  floor n={size:<3} OpenSSH + tar -xzf on every host: {floors} s")
             for iteration in range(runs):
                 for tool in tools:
                     seq += 1
-                    record["rows"] += run_chain(
+                    rows = run_chain(
                         tool, fleet, projects, hosts, size, iteration, seq, work, client
                     )
+                    record["rows"] += rows
+                    if tool.name == "ours" and all(r["verified"] for r in rows):
+                        wall = round(restart_floor(fleet, hosts[:size]), 3)
+                        record.setdefault("restart_floor", {}).setdefault(str(size), [])
+                        record["restart_floor"][str(size)].append(wall)
+                        _say(f"  floor n={size:<3} bin/restart + health on every host: {wall} s")
                     (work / "results.json").write_text(json.dumps(record, indent=1))
         record["total_s"] = round(time.monotonic() - started, 1)
         (work / "results.json").write_text(json.dumps(record, indent=1))

@@ -81,18 +81,23 @@ def rollback(
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
+    finished: set[str] = set()
     try:
         for index, names in enumerate(plan.batches, 1):
             batch = [plan.host(n) for n in names if on[n] != target]
             bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
+            last = index == len(plan.batches)
 
-            def one(hp: HostPlan) -> None:
+            def one(hp: HostPlan, last: bool = last) -> None:
                 runner.step(
                     hp.host,
                     scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
                 )
                 on[hp.name] = target
                 check_host(runner, plan.playbook.health, hp, expect)
+                if last:  # nothing can undo a healthy host now: record and unlock it at once
+                    _finish_host(hp, runner, facts[hp.name], target, run_id, failed=False)
+                    finished.add(hp.name)
 
             failed = failures(runner.each(batch, one))
             bus.emit(
@@ -107,7 +112,8 @@ def rollback(
             if failed:
                 break
     finally:
-        _finish(plan, runner, facts, on, target, run_id, failed)
+        unfinished = [hp for hp in plan.hosts if hp.name not in finished]
+        _finish(unfinished, runner, facts, on, target, run_id, failed)
     ok = not failed
     bus.emit(
         RunFinished(
@@ -129,7 +135,7 @@ def rollback(
 
 
 def _finish(
-    plan: DeployPlan,
+    hosts: list[HostPlan],
     runner: Runner,
     facts: dict[str, HostFacts],
     on: dict[str, str | None],
@@ -137,21 +143,28 @@ def _finish(
     run_id: str,
     failed: dict[str, DeployerError],
 ) -> None:
+    """Record the rollback in each host's history (where it moved or failed) and unlock it."""
+
     def one(hp: HostPlan) -> None:
         moved = on[hp.name] == target and facts[hp.name].current != target
-        records = []
         if moved or hp.name in failed:
-            records.append(
-                Record(
-                    time=utc_now(),
-                    user=operator(),
-                    release=target,
-                    action="rollback",
-                    result="failed" if hp.name in failed else "success",
-                    run_id=run_id,
-                    previous=facts[hp.name].current,
-                ).to_json()
-            )
-        runner.step(hp.host, scripts.finish(hp.layout, run_id, history=records, prune=[]))
+            _finish_host(hp, runner, facts[hp.name], target, run_id, failed=hp.name in failed)
+        else:
+            runner.step(hp.host, scripts.finish(hp.layout, run_id, history=[], prune=[]))
 
-    runner.each(plan.hosts, one)
+    runner.each(hosts, one)
+
+
+def _finish_host(
+    hp: HostPlan, runner: Runner, facts: HostFacts, target: str, run_id: str, *, failed: bool
+) -> None:
+    record = Record(
+        time=utc_now(),
+        user=operator(),
+        release=target,
+        action="rollback",
+        result="failed" if failed else "success",
+        run_id=run_id,
+        previous=facts.current,
+    )
+    runner.step(hp.host, scripts.finish(hp.layout, run_id, history=[record.to_json()], prune=[]))

@@ -392,11 +392,14 @@ def start_fleet(
     port: int = DEFAULT_PORT,
     image: str | None = None,
     timeout: float = 60.0,
+    tmpfs: Sequence[str] = (),
 ) -> Fleet:
     """Start one container per (host name, 127.0.0.N address) and wait until all accept SSH.
 
     Leftover containers of a fleet with the same name are removed first. The deploy key
-    (`id_ed25519`) and `known_hosts` are kept in state_dir.
+    (`id_ed25519`) and `known_hosts` are kept in state_dir. Each directory in `tmpfs` is a
+    memory-backed filesystem of its own in every host, owned by the deploy user; its content
+    does not survive stopping the host.
     """
     _check_name("fleet", name)
     wanted = [(_check_name("host", h), check_address(a)) for h, a in hosts]
@@ -457,6 +460,8 @@ def start_fleet(
         # A deliberately tiny filesystem, for "disk full" fault tests (docker's tmpfs options;
         # testcontainers' helper only takes a size).
         spec.tmpfs[SMALL_DISK] = f"size={SMALL_DISK_SIZE},uid=1000,gid=1000,mode=0755"
+        for path in tmpfs:
+            spec.tmpfs[path] = "exec,uid=1000,gid=1000,mode=0755"  # docker defaults to noexec
         spec.start()
         container_id = spec.get_wrapped_container().id
         spec.get_docker_client().client.close()
