@@ -12,6 +12,11 @@ SCENARIO_TITLES = {
     "rollback": "Rollback to the previous release (one batch: serial 100%)",
 }
 PEERS = ("ansible", "pyinfra")
+# The hosts' own work with no tool (benchmarks/run.py): the record key, and what was run.
+FLOORS = {
+    "first": ("floor", "into `tar -xzf -`"),
+    "rollback": ("restart_floor", "running `bin/restart` and one health request"),
+}
 MB = 1e6
 MiB = 2**20
 
@@ -88,18 +93,14 @@ def scenario_table(record: dict[str, Any], scenario: str) -> str:
                 f"{sent / MB:.2f} ({sent / size / MB:.2f}) | {rss / MiB:.0f} ({pss / MiB:.0f}) | "
                 f"{cpu_tool:.1f} / {cpu_hosts} |"
             )
-        floor = _floor(record, size)
-        if scenario == "first" and floor is not None:
-            lines.append(
-                f"| {size} | floor: no tool, OpenSSH into `tar -xzf -` on every host at once |"
-                f" {floor:.2f} | 1.0 (0.0) | 1.0 | | | |"
-            )
-        floor = _floor(record, size, "restart_floor")
-        if scenario == "rollback" and floor is not None:
-            lines.append(
-                f"| {size} | floor: no tool, OpenSSH running `bin/restart` and one health"
-                f" request on every host at once | {floor:.2f} | 1.0 (0.0) | 1.0 | | | |"
-            )
+        if scenario in FLOORS:
+            key, what = FLOORS[scenario]
+            floor = _floor(record, size, key)
+            if floor is not None:
+                lines.append(
+                    f"| {size} | floor: no tool, OpenSSH {what} on every host at once |"
+                    f" {floor:.2f} | 1.0 (0.0) | 1.0 | | | |"
+                )
     return "\n".join(lines)
 
 

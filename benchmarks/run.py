@@ -11,6 +11,7 @@ also on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -241,24 +242,7 @@ def transfer_efficiency(
 
     # Every host at once: the most a fleet-wide upload could get through on this machine.
     targets = hosts[: max(sizes)]
-    started = time.monotonic()
-    procs = []
-    for h in targets:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
-        procs.append(
-            (
-                subprocess.Popen(
-                    [*_ssh_argv(fleet, h.address), "cat > /dev/null"],
-                    stdin=fh,
-                    stdout=subprocess.DEVNULL,
-                ),
-                fh,
-            )
-        )
-    for proc, fh in procs:
-        proc.wait()
-        fh.close()
-    wall = time.monotonic() - started
+    wall = _openssh_everywhere(fleet, {h.address: "cat > /dev/null" for h in targets}, path)
     result["openssh_parallel_hosts"] = len(targets)
     result["openssh_parallel_mb_s"] = size * len(targets) / wall / 1e6
     _say(
@@ -271,53 +255,54 @@ def transfer_efficiency(
 # ------------------------------------------------------------------ the hosts' own floor
 
 
-def unpack_floor(fleet: Fleet, work: Path, tree_dir: Path, hosts: list[Host]) -> float:
-    """Wall time of the work every tool's first deploy makes the hosts do, with no tool at
-    all: the release as a plain `tar -czf` archive, streamed by OpenSSH into `tar -xzf -` on
-    every host at once. On this machine the hosts share its cores, so no tool can deploy to
-    these hosts faster than this; on a real fleet each host would do its part on its own CPU."""
-    archive = work / "floor.tar.gz"
-    if not archive.exists():
-        subprocess.run(
-            ["tar", "-czf", str(archive), "-C", str(tree_dir.parent), tree_dir.name], check=True
-        )
-    _reset(fleet)
+def _openssh_everywhere(fleet: Fleet, commands: dict[str, str], stdin: Path | None = None) -> float:
+    """Run one command per host address over OpenSSH, all at once (each fed `stdin` when
+    given); the wall time until the last one ends. A command that fails raises."""
     started = time.monotonic()
-    procs = []
-    for h in hosts:
-        fh = open(archive, "rb")  # noqa: SIM115 - closed below
-        argv = [*_ssh_argv(fleet, h.address), "mkdir -p /srv/floor && tar -xzf - -C /srv/floor"]
-        procs.append((subprocess.Popen(argv, stdin=fh, stdout=subprocess.DEVNULL), fh))
-    codes = []
-    for proc, fh in procs:
-        codes.append(proc.wait())
-        fh.close()
+    with contextlib.ExitStack() as files:
+        procs = [
+            subprocess.Popen(
+                [*_ssh_argv(fleet, address), command],
+                stdin=files.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+            for address, command in commands.items()
+        ]
+        codes = [proc.wait() for proc in procs]
     wall = time.monotonic() - started
     if any(codes):
-        raise RuntimeError(f"the unpack floor failed on some host: exit codes {codes}")
+        raise RuntimeError(f"OpenSSH commands failed on some host: exit codes {codes}")
     return wall
+
+
+def pack_floor_archive(tree_dir: Path, archive: Path) -> None:
+    """The release as a plain `tar -czf` archive (default gzip level), for unpack_floor."""
+    subprocess.run(
+        ["tar", "-czf", str(archive), "-C", str(tree_dir.parent), tree_dir.name], check=True
+    )
+
+
+def unpack_floor(fleet: Fleet, archive: Path, hosts: list[Host]) -> float:
+    """Wall time of the work every tool's first deploy makes the hosts do, with no tool at
+    all: the archive streamed by OpenSSH into `tar -xzf -` on every host at once. On this
+    machine the hosts share its cores, so no tool can deploy to these hosts faster than this;
+    on a real fleet each host would do its part on its own CPU."""
+    _reset(fleet)
+    unpack = "mkdir -p /srv/floor && tar -xzf - -C /srv/floor"
+    return _openssh_everywhere(fleet, {h.address: unpack for h in hosts}, archive)
 
 
 def restart_floor(fleet: Fleet, hosts: list[Host]) -> float:
     """Wall time of the hosts' own part of a rollback, with no tool: the live release's
     `bin/restart` and one health request, over OpenSSH on every host at once."""
-    started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [
-                *_ssh_argv(fleet, h.address),
-                f"{DEPLOY_TO}/current/bin/restart >/dev/null"
-                f" && curl -fsS -o /dev/null http://{h.address}:8000/health",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        for h in hosts
-    ]
-    codes = [proc.wait() for proc in procs]
-    wall = time.monotonic() - started
-    if any(codes):
-        raise RuntimeError(f"the restart floor failed on some host: exit codes {codes}")
-    return wall
+    return _openssh_everywhere(
+        fleet,
+        {
+            h.address: f"{DEPLOY_TO}/current/bin/restart >/dev/null"
+            f" && curl -fsS -o /dev/null http://{h.address}:8000/health"
+            for h in hosts
+        },
+    )
 
 
 # ------------------------------------------------------------------ the scenarios
@@ -555,12 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(ours, Ours)
         record["stream"] = transfer_efficiency(fleet, work, ours, hosts, sizes, runs)
 
-        record["floor"] = {}
+        floor_archive = work / "floor.tar.gz"
+        pack_floor_archive(projects.tree, floor_archive)
+        record["floor"], record["restart_floor"] = {}, {}
         seq = 0
         for size in sizes:
             floors = record["floor"][str(size)] = []
             for _ in range(runs):
-                floors.append(round(unpack_floor(fleet, work, projects.tree, hosts[:size]), 3))
+                floors.append(round(unpack_floor(fleet, floor_archive, hosts[:size]), 3))
             _say(f"  floor n={size:<3} OpenSSH + tar -xzf on every host: {floors} s")
             for iteration in range(runs):
                 for tool in tools:
@@ -571,8 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                     record["rows"] += rows
                     if tool.name == "ours" and all(r["verified"] for r in rows):
                         wall = round(restart_floor(fleet, hosts[:size]), 3)
-                        record.setdefault("restart_floor", {}).setdefault(str(size), [])
-                        record["restart_floor"][str(size)].append(wall)
+                        record["restart_floor"].setdefault(str(size), []).append(wall)
                         _say(f"  floor n={size:<3} bin/restart + health on every host: {wall} s")
                     (work / "results.json").write_text(json.dumps(record, indent=1))
         record["total_s"] = round(time.monotonic() - started, 1)
