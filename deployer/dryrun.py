@@ -55,7 +55,8 @@ def describe(plan: DeployPlan, release: Release) -> str:
             )
         )
         out.append("")
-        out.append(f"== {hp.name} ({hp.host.user or ''}@{hp.host.address}:{hp.host.port})")
+        port = f":{hp.host.port}" if hp.host.port is not None else ""
+        out.append(f"== {hp.name} ({hp.host.user or ''}@{hp.host.address}{port})")
         if hp.health_url:
             out.append(f"   health: GET {hp.health_url}")
         if hp.health_command:

@@ -14,6 +14,7 @@ from invoke.tasks import task
 from deployer import api
 from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
+from deployer.inspect import HostStatus
 from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,9 +170,17 @@ def status(
         import json
 
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
-        return
+    else:
+        _print_status(rows, blue_green=loaded.playbook.strategy.kind == "blue_green")
+    if any(r.error for r in rows):
+        raise Exit(code=5)  # as preflight: a host cannot be reached
+    if any(r.drift for r in rows):
+        raise Exit(code=6)
+
+
+def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
     width = max(len(r.host) for r in rows)
-    if loaded.playbook.strategy.kind == "blue_green":
+    if blue_green:
         print(f"live color: {rows[0].live_color or 'none (traffic never switched)'}")
     for r in rows:
         if r.error:
@@ -181,15 +190,13 @@ def status(
         drift = "  DRIFT" if r.drift else ""
         lock = f"  locked: {r.lock}" if r.lock else ""
         color = ""
-        if loaded.playbook.strategy.kind == "blue_green":
+        if blue_green:
             role = "load balancer" if r.color is None else r.color
             color = f"  [{role}{', live' if r.color and r.color == r.live_color else ''}]"
         print(
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
             f"  {health}{drift}{lock}{color}"
         )
-    if any(r.drift for r in rows):
-        raise Exit(code=6)
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
@@ -244,7 +251,7 @@ def sandbox_up(c: Context, env: str = "local") -> None:
         f"sandbox-{env}",
         [(h.name, h.address) for h in inventory.hosts],
         state,
-        port=inventory.hosts[0].port,
+        port=inventory.hosts[0].port or 22,
     )
     for host in fleet.hosts:
         print(f"{host.name}: deploy@{host.address}:{host.port} up")

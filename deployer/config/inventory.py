@@ -401,7 +401,7 @@ class _Builder:
         return Host(
             name=entry.name,
             address=str(merged.get("ansible_host", entry.name)),
-            port=int(merged.get("ansible_port", 22)),
+            port=int(merged["ansible_port"]) if "ansible_port" in merged else None,
             user=str(user) if user is not None else None,
             groups=tuple(groups),
             vars=merged,

@@ -42,7 +42,7 @@ class Host:
 
     name: str  # inventory name (e.g. web1)
     address: str  # ansible_host / host, defaults to name
-    port: int  # ansible_port / port, default 22
+    port: int | None  # ansible_port / port; None: ~/.ssh/config's Port, else 22
     user: str | None  # ansible_user / user
     groups: tuple[str, ...]  # every group it belongs to, ancestors included, 'all' first
     vars: Mapping[str, Any] = field(default_factory=dict)  # merged variables

@@ -217,7 +217,8 @@ def host_variables(
     """
     variables: dict[str, Any] = {**playbook.vars, **host.vars}
     variables.setdefault("ansible_host", host.address)
-    variables.setdefault("ansible_port", host.port)
+    if host.port is not None:
+        variables.setdefault("ansible_port", host.port)
     if host.user is not None:
         variables.setdefault("ansible_user", host.user)
     variables["inventory_hostname"] = host.name

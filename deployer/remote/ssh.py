@@ -1,6 +1,12 @@
 """SSH transport on Fabric/paramiko: one connection per host for the whole run, strict host
 key checking, retries only when connecting. Must never accept an unknown host key silently,
-forward the agent, or put anything but the script on the command line."""
+forward the agent, or put anything but the script on the command line.
+
+Reach follows OpenSSH's habits: `~/.ssh/config` (HostName, User, Port, IdentityFile,
+ProxyJump, UserKnownHostsFile) fills in what the inventory leaves unset, and keys come from
+the inventory, the config, ssh-agent or `~/.ssh/id_*`. Host keys are always checked strictly:
+StrictHostKeyChecking in the config is not honoured, and a config's ProxyJump goes through
+the same checked jump connection as an inventory one."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -42,8 +48,8 @@ def fingerprint(key: paramiko.PKey) -> str:
 @dataclass(frozen=True)
 class Endpoint:
     address: str
-    port: int
-    user: str | None
+    port: int | None  # None: ~/.ssh/config's Port, else 22
+    user: str | None  # None: ~/.ssh/config's User, else the local user
 
 
 def proxy_jump(host: Host) -> str | None:
@@ -81,11 +87,7 @@ def parse_jump(spec: str) -> Endpoint:
         address, _, port = rest[1:].partition("]")
         port = port.lstrip(":")
         sep = ":" if port else ""
-    return Endpoint(address, int(port) if sep and port else 22, user or None)
-
-
-def known_hosts_name(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
+    return Endpoint(address, int(port) if sep and port else None, user or None)
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -114,6 +116,14 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
+def _unreachable(name: str, where: str, exc: BaseException) -> TransportError:
+    return TransportError(
+        name,
+        f"cannot connect to {where}: {exc or type(exc).__name__}",
+        hint="check the host is up and reachable, or exclude it with --limit",
+    )
+
+
 class SSHTransport:
     def __init__(
         self,
@@ -121,7 +131,9 @@ class SSHTransport:
         connect_timeout: float = 10.0,
         accept_new_host_keys: bool = False,
         keepalive: int = 15,
+        ssh_config: str | None = None,
     ) -> None:
+        """`ssh_config`: a file read instead of ~/.ssh/config (and /etc/ssh/ssh_config)."""
         self.connect_timeout = connect_timeout
         self.accept_new_host_keys = accept_new_host_keys
         self.keepalive = keepalive
@@ -131,6 +143,8 @@ class SSHTransport:
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._failed: dict[str, DeployerError] = {}  # by connect(), for the next use
+        # Read once per run, not once per host.
+        self._config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
 
     # ------------------------------------------------------------------ connecting
 
@@ -154,20 +168,33 @@ class SSHTransport:
             return conn
 
     def _open(self, host: Host) -> Connection:
-        gateway = self._gateway(host) if proxy_jump(host) else None
+        spec = self._jump_spec(host)
         return self._connect(
             host.name,
             Endpoint(host.address, host.port, host.user),
             host,
-            gateway,
-            where=f"{host.address}:{host.port}",
+            self._gateway(host, spec) if spec else None,
         )
 
-    def _gateway(self, host: Host) -> Connection:
+    def _jump_spec(self, host: Host) -> str | None:
+        """The inventory's jump host, else the ProxyJump `~/.ssh/config` gives the address."""
+        spec = proxy_jump(host) or self._config_jump(host.address)
+        return str(spec) if spec else None
+
+    def _config_jump(self, address: str) -> str | None:
+        """The config's ProxyJump for an address; none when it names the address itself (as
+        `Host *` does for the bastion)."""
+        spec = str(self._ssh_config(address).get("proxyjump") or "none")
+        if spec.lower() == "none" or parse_jump(spec.split(",")[0]).address == address:
+            return None
+        return spec
+
+    def _ssh_config(self, address: str) -> dict[str, object]:
+        return dict(self._config.base_ssh_config.lookup(address))
+
+    def _gateway(self, host: Host, spec: str) -> Connection:
         """The jump host's connection, opened once and shared by every host behind it. Its
         key is checked as strictly as any other."""
-        spec = proxy_jump(host)
-        assert spec is not None
         with self._guard:
             lock = self._locks.setdefault(f"jump:{spec}", threading.Lock())
         with lock:
@@ -186,9 +213,21 @@ class SSHTransport:
         host: Host,
         gateway: Connection | None,
         *,
-        where: str,
+        where: str | None = None,
     ) -> Connection:
-        known_hosts = Path(os.path.expanduser(host.known_hosts_file or DEFAULT_KNOWN_HOSTS))
+        """Open one checked connection. `where` names it in errors (default: the address and
+        port it resolved to, with the inventory's address when the config renamed it)."""
+        ssh_config = self._ssh_config(endpoint.address)
+        if gateway is None and self._config_jump(endpoint.address):
+            # Only a jump host gets here with a ProxyJump of its own: Fabric would follow it
+            # with a connection whose host key nobody checks.
+            raise TransportError(
+                name,
+                f"{where or endpoint.address} has its own ProxyJump in ~/.ssh/config;"
+                " chains of jump hosts are not supported",
+                hint="jump through a single host, or reach it through an ssh tunnel",
+            )
+        known_hosts = Path(os.path.expanduser(self._known_hosts_file(host, ssh_config)))
         connect_kwargs: dict[str, object] = {
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
@@ -202,8 +241,15 @@ class SSHTransport:
             connect_timeout=self.connect_timeout,
             connect_kwargs=connect_kwargs,
             forward_agent=False,  # never: a jump host is reached by ProxyJump instead
-            gateway=gateway,
+            # Never None, which lets Fabric follow a ProxyJump with unchecked host keys. A
+            # ProxyCommand is only a socket: the key is still checked here.
+            gateway=gateway or ssh_config.get("proxycommand") or False,
+            config=self._config,
         )
+        if where is None:
+            where = f"{conn.host}:{conn.port}"
+            if conn.host != endpoint.address:
+                where += f" ({endpoint.address} in ~/.ssh/config)"
         conn.client.set_missing_host_key_policy(
             _HostKeyPolicy(host, known_hosts, self.accept_new_host_keys, self._known_hosts_lock)
         )
@@ -224,19 +270,35 @@ class SSHTransport:
         except paramiko.AuthenticationException as exc:
             raise TransportError(
                 name,
-                f"authentication failed as {endpoint.user or 'default user'}@{where}: {exc}",
+                f"authentication failed as {conn.user}@{where}: {exc}",
                 hint="check ansible_user and ansible_ssh_private_key_file in the inventory",
             ) from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except paramiko.SSHException as exc:
+            if "no authentication methods" not in str(exc).lower():
+                raise _unreachable(name, where, exc) from None
             raise TransportError(
                 name,
-                f"cannot connect to {where}: {exc or type(exc).__name__}",
-                hint="check the host is up and reachable, or exclude it with --limit",
+                f"authentication failed as {conn.user}@{where}: no key to offer",
+                hint="name one with ansible_ssh_private_key_file (or IdentityFile in"
+                " ~/.ssh/config), or load it into ssh-agent",
             ) from None
+        except (OSError, EOFError) as exc:
+            raise _unreachable(name, where, exc) from None
         transport = conn.client.get_transport()
         if transport is not None:
             transport.set_keepalive(self.keepalive)
         return conn
+
+    @staticmethod
+    def _known_hosts_file(host: Host, ssh_config: dict[str, object]) -> str:
+        """The inventory's `ssh_known_hosts_file`, else the config's first UserKnownHostsFile,
+        else ~/.ssh/known_hosts."""
+        if host.known_hosts_file:
+            return host.known_hosts_file
+        configured = ssh_config.get("userknownhostsfile")
+        if configured:
+            return str(configured).split()[0]
+        return DEFAULT_KNOWN_HOSTS
 
     @staticmethod
     @retry(

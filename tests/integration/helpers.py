@@ -59,16 +59,20 @@ class Project:
         assert isinstance(result, dict)
         return result
 
-    def invoke(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run the real CLI, as a user would, from the project directory."""
+    def invoke(
+        self, *args: str, timeout: float = 300, env: dict[str, str | None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI, as a user would, from the project directory (`env`: variables
+        to set or, when None, to remove)."""
         invoke = Path(sys.executable).with_name("invoke")
+        environ: dict[str, str | None] = {**os.environ, "NO_COLOR": "1", **(env or {})}
         return subprocess.run(
             [str(invoke), *args],
             cwd=self.root,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={key: value for key, value in environ.items() if value is not None},
         )
 
     # ------------------------------------------------------------------ looking at hosts

@@ -113,7 +113,7 @@ def test_yaml_inventory_hosts_groups_and_defaults(project: Path) -> None:
         "migrate": ("work1",),
     }
     lb1, web1, web2, work1 = inventory.hosts
-    assert (lb1.address, lb1.port, lb1.user) == ("lb1", 22, "deploy")
+    assert (lb1.address, lb1.port, lb1.user) == ("lb1", None, "deploy")  # port: ssh config or 22
     assert (web1.address, web1.port) == ("127.0.0.51", 2222)
     assert web2.groups == ("all", "web", "canary")
     assert work1.groups == ("all", "worker", "migrate")
@@ -301,7 +301,7 @@ def test_plain_port_in_group_vars_is_not_the_ssh_port(project: Path) -> None:
         """,
     )
     web1 = inventory.hosts[0]
-    assert (web1.port, web1.user) == (22, None)
+    assert (web1.port, web1.user) == (None, None)
     assert web1.vars["port"] == 8000
 
 

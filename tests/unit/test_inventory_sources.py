@@ -370,7 +370,7 @@ def test_script_without_meta_is_asked_for_each_host(project: Path) -> None:
     write_script(project, "staging.py", SCRIPT.format(inventory=inventory, hostvars=hostvars))
     hosts = load_inventory(project / "inventories", "staging").hosts
     assert [(h.name, h.address, h.port) for h in hosts] == [
-        ("web1", "127.0.0.11", 22),
+        ("web1", "127.0.0.11", None),
         ("web2", "127.0.0.12", 2222),
     ]
 

@@ -147,7 +147,7 @@ def test_proxy_jump_from_inventory_vars():
     assert proxy_jump(host(ansible_ssh_common_args="-o ProxyJump=b1")) == "b1"
     assert proxy_jump(host(ansible_ssh_common_args="-J u@b2:22 -o Foo=1")) == "u@b2:22"
     assert parse_jump("ops@bastion:2200") == Endpoint("bastion", 2200, "ops")
-    assert parse_jump("bastion") == Endpoint("bastion", 22, None)
+    assert parse_jump("bastion") == Endpoint("bastion", None, None)
 
 
 def test_a_failed_connect_ahead_is_raised_by_the_next_command_without_retrying(monkeypatch):

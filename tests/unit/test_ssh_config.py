@@ -1,0 +1,74 @@
+"""How the transport reads ~/.ssh/config: which jump host and known_hosts file a host gets,
+and that Fabric is never left to follow a ProxyJump on its own (its jump connections accept
+any host key). No connection is opened here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployer.config.model import Host
+from deployer.errors import TransportError
+from deployer.remote.ssh import Endpoint, SSHTransport
+
+CONFIG = """\
+Host 127.0.0.31 127.0.0.32
+    ProxyJump bastion
+    UserKnownHostsFile /etc/deploy/known_hosts /etc/deploy/other
+Host bastion
+    HostName 127.0.0.30
+    ProxyJump none
+Host 127.0.0.40
+    ProxyJump 127.0.0.40
+Host 127.0.0.50
+    ProxyJump 127.0.0.51
+Host 127.0.0.51
+    ProxyJump 127.0.0.52
+Host 127.0.0.60
+    ProxyCommand nc %h %p
+"""
+
+
+def host(address: str, **vars: object) -> Host:
+    return Host(
+        name=f"h-{address}", address=address, port=None, user=None, groups=("all",), vars=vars
+    )
+
+
+@pytest.fixture
+def transport(tmp_path: Path) -> SSHTransport:
+    path = tmp_path / "config"
+    path.write_text(CONFIG)
+    return SSHTransport(ssh_config=str(path))
+
+
+def test_jump_host_comes_from_the_inventory_first_then_the_config(transport: SSHTransport) -> None:
+    assert transport._jump_spec(host("127.0.0.31")) == "bastion"
+    assert transport._jump_spec(host("127.0.0.31", ssh_proxy_jump="ops@127.0.0.35")) == (
+        "ops@127.0.0.35"
+    )
+    assert transport._jump_spec(host("127.0.0.33")) is None  # no entry
+    assert transport._jump_spec(host("bastion")) is None  # ProxyJump none
+    assert transport._jump_spec(host("127.0.0.40")) is None  # itself, as `Host *` does
+
+
+def test_known_hosts_file_inventory_then_config_then_default(transport: SSHTransport) -> None:
+    config = transport._ssh_config("127.0.0.31")
+    assert transport._known_hosts_file(host("127.0.0.31"), config) == "/etc/deploy/known_hosts"
+    mine = host("127.0.0.31", ssh_known_hosts_file="/srv/kh")
+    assert transport._known_hosts_file(mine, config) == "/srv/kh"
+    assert transport._known_hosts_file(host("127.0.0.33"), {}) == "~/.ssh/known_hosts"
+
+
+def test_a_jump_host_with_its_own_jump_host_is_refused_before_connecting(
+    transport: SSHTransport,
+) -> None:
+    with pytest.raises(TransportError, match="chains of jump hosts are not supported"):
+        transport._connect(
+            "web1",
+            Endpoint("127.0.0.51", None, None),
+            host("127.0.0.50"),
+            None,
+            where="jump host 127.0.0.51",
+        )
