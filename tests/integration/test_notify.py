@@ -49,14 +49,29 @@ def test_webhook_gets_start_success_failure_and_rollback(
 ) -> None:
     url, received = receiver
     monkeypatch.setenv("DEPLOY_WEBHOOK_URL", url)
+    monkeypatch.setenv("DEPLOYER_USER", "ci-bot")
     ok = project.invoke("deploy", "--env", "test")
     assert ok.returncode == 0, ok.stderr
     events = [m["deployer"]["event"] for m in received]  # type: ignore[index]
     assert events == ["start", "success"]
-    success = received[-1]["deployer"]
-    assert success["env"] == "test" and success["release"] == project.current("web1")  # type: ignore[index]
-    assert sorted(success["hosts"]) == ["web1", "web2", "web3", "web4"]  # type: ignore[index]
-    assert "text" in received[-1]
+    first = project.current("web1")
+    success: dict[str, object] = received[-1]["deployer"]  # type: ignore[assignment]
+    assert (success["env"], success["release"], success["user"]) == ("test", first, "ci-bot")
+    assert sorted(success["hosts"]) == ["web1", "web2", "web3", "web4"]  # type: ignore[call-overload]
+    assert isinstance(success["duration"], float) and 0 < success["duration"] < 120
+    assert f"deploy {first} → test: succeeded in" in str(received[-1]["text"])
+
+    # An operator's rollback is announced too, with where each host went.
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    assert project.invoke("deploy", "--env", "test").returncode == 0
+    received.clear()
+    back = project.invoke("rollback", "--env", "test")
+    assert back.returncode == 0, back.stderr
+    assert [m["deployer"]["event"] for m in received] == ["start", "rollback"]  # type: ignore[index]
+    rollback: dict[str, object] = received[-1]["deployer"]  # type: ignore[assignment]
+    assert rollback["ok"] is True and rollback["user"] == "ci-bot"
+    assert rollback["releases"] == {h: first for h in ["web1", "web2", "web3", "web4"]}
+    assert "rolled back in" in str(received[-1]["text"])
     received.clear()
     (project.app / "VERSION_NOTE").write_text("bad\n")
     break_on(project, ["web3"])
