@@ -207,3 +207,40 @@ def test_dry_run_shows_both_colors_and_the_switch_script(project: Project) -> No
     assert "blue: web1 web2" in out.stdout and "green: web3 web4" in out.stdout
     assert "== web5: switch to green" in out.stdout
     assert f"mv -fT '/srv/lb/.upstream.conf.new-<run>' {UPSTREAM}" in out.stdout
+
+
+def test_two_load_balancers_one_rejects_the_switch_the_other_is_pointed_back(
+    clean_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Load balancers switch one at a time (no two can switch atomically); when a later one
+    fails, those already switched go back, so both keep sending traffic to one color."""
+    lbs = {"web4": Nginx(clean_fleet, "web4"), "web5": Nginx(clean_fleet, "web5")}
+    for lb in lbs.values():
+        lb.start()
+    project = make_project(tmp_path / "project", clean_fleet, ["web1", "web2"])
+    groups = {"blue": ["web1"], "green": ["web2"], "lb": list(lbs), "migrate": ["web1"]}
+    (project.root / "inventories" / "test.yml").write_text(clean_fleet.inventory_yaml(groups))
+    (project.root / "templates" / "lb").mkdir()
+    shutil.copy(REPO / "templates" / "lb" / "upstream.conf.j2", project.root / "templates" / "lb")
+    project.playbook(
+        strategy={
+            "kind": "blue_green",
+            "blue_green": {"load_balancer": lbs["web4"].load_balancer_settings()},
+        }
+    )
+    v1 = project.deploy()["web1"]
+    assert all(served(lb) == {v1} for lb in lbs.values())
+
+    # From now on web5's nginx refuses any config: its own file has a line nginx rejects.
+    clean_fleet.exec("web5", "echo 'this_is_not_nginx on;' >> /srv/lb/nginx.conf", user="deploy")
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    failed = project.invoke("deploy", "--env", "test")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "switching traffic to green failed on web5" in failed.stderr
+    assert "web4 pointed back at blue" in failed.stderr
+    assert all(served(lb) == {v1} for lb in lbs.values())
+    for lb in lbs:
+        code, out = clean_fleet.exec(lb, f"tail -n1 {APP_ROOT}/.deploy/history.jsonl")
+        assert code == 0 and json.loads(out)["color"] == "blue", (lb, out)
+    for host in ["web1", "web2", *lbs]:
+        assert not project.locked(host), f"{host}: lock left behind"
