@@ -155,13 +155,19 @@ class LiveReporter:
         self._drawn = len(block)
 
     def _terminal(self) -> tuple[int, int]:
+        """Columns and lines: COLUMNS/LINES when set (as `shutil.get_terminal_size`), else
+        what the terminal says, else 80x24. A pty nobody gave a size (`script`, some CI
+        runners' TTYs) says 0x0, which would cut every row to nothing."""
         if self._size is not None:
             return self._size
         try:
-            size = os.get_terminal_size(self.stream.fileno())
+            columns, lines = os.get_terminal_size(self.stream.fileno())
         except (AttributeError, ValueError, OSError):
-            return 80, 24
-        return size.columns, size.lines
+            columns = lines = 0
+        return (
+            _positive(os.environ.get("COLUMNS")) or columns or 80,
+            _positive(os.environ.get("LINES")) or lines or 24,
+        )
 
     def _block(self) -> list[str]:
         """One row per host, cut to the terminal's width (a wrapped line would throw the
@@ -231,3 +237,10 @@ def _state(row: _Row) -> tuple[str, str | None, str]:
         word = "healthy" if row.state == "healthy" else "UNHEALTHY"
         return word, _GREEN if row.state == "healthy" else _RED, f" {row.detail}"
     return "waiting", _DIM, ""
+
+
+def _positive(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0

@@ -375,3 +375,26 @@ def test_paramiko_log_lines_do_not_reach_the_terminal() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert "Secsh" not in done.stderr and "still shown" in done.stderr
+
+
+def test_a_terminal_without_a_size_gets_80x24_or_columns_and_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pty nobody sized reports 0x0 (as under `script` or some CI runners); rows cut to
+    that width would show nothing."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        with open(follower, "w", closefd=False) as stream:
+            monkeypatch.delenv("COLUMNS", raising=False)
+            monkeypatch.delenv("LINES", raising=False)
+            assert os.get_terminal_size(follower) == (0, 0)
+            assert LiveReporter(stream)._terminal() == (80, 24)
+            monkeypatch.setenv("COLUMNS", "132")
+            monkeypatch.setenv("LINES", "50")
+            assert LiveReporter(stream)._terminal() == (132, 50)
+    finally:
+        os.close(leader)
+        os.close(follower)

@@ -1,0 +1,77 @@
+"""What a person sees (issue 7): at a real terminal (a pty) the deploy draws its per-host rows
+in place; in a pipe, as in CI logs, the same deploy writes plain lines with no escape codes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from deployer.sandbox import Fleet
+from tests.integration.helpers import HOSTS, Project, make_project
+
+CURSOR_UP = re.compile(r"\x1b\[\d+A")
+
+
+@pytest.fixture
+def project(clean_fleet: Fleet, tmp_path: Path) -> Project:
+    return make_project(tmp_path / "project", clean_fleet)
+
+
+def at_a_terminal(project: Project, *args: str) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pty, as in a terminal window."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # lines, cols
+    invoke = Path(sys.executable).with_name("invoke")
+    env = {**os.environ, "TERM": "xterm"}
+    for name in ("NO_COLOR", "COLUMNS", "LINES"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [str(invoke), *args],
+        cwd=project.root,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: every writer has closed the pty
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_live_view_at_a_terminal_and_plain_lines_in_a_pipe(project: Project) -> None:
+    code, screen = at_a_terminal(project, "deploy", "--env", "test")
+    assert code == 0, screen
+    release = project.current("web1")
+    assert CURSOR_UP.search(screen), "rows were never redrawn in place"
+    for host in HOSTS:  # a row per host, its step and state
+        assert re.search(rf"{host}\s+stage\s+\S*running", screen), f"no stage row: {host}"
+        assert re.search(rf"{host}\s+health\s+\S*healthy\S* after", screen), host
+    assert "preflight checklist:" in screen and "batch 3/3: healthy" in screen  # they stay
+    release = project.current("web1")
+    assert "\x1b[32mdeploy finished\x1b[0m in" in screen  # coloured: NO_COLOR is not set
+    assert screen.count(f"{release}\r\n") >= len(HOSTS)  # the summary, a line per host
+
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    piped = project.invoke("deploy", "--env", "test")
+    assert piped.returncode == 0, piped.stderr
+    assert "\x1b" not in piped.stdout + piped.stderr
+    assert "deploy finished in" in piped.stdout + piped.stderr
