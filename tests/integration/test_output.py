@@ -11,12 +11,14 @@ import struct
 import subprocess
 import sys
 import termios
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deployer.sandbox import Fleet
-from tests.integration.helpers import HOSTS, Project, make_project
+from tests.integration.helpers import HOSTS, REPO, Project, make_project
 
 CURSOR_UP = re.compile(r"\x1b\[\d+A")
 
@@ -75,3 +77,26 @@ def test_live_view_at_a_terminal_and_plain_lines_in_a_pipe(project: Project) -> 
     assert piped.returncode == 0, piped.stderr
     assert "\x1b" not in piped.stdout + piped.stderr
     assert "deploy finished in" in piped.stdout + piped.stderr
+
+
+def test_the_ci_example_summary_reads_a_real_json_deploy(project: Project, tmp_path: Path) -> None:
+    """docs/ci-deploy-example.yml turns `--format json` into the job summary: run its script
+    on the events of a real deploy."""
+    workflow = yaml.safe_load((REPO / "docs" / "ci-deploy-example.yml").read_text())
+    step = next(s for s in workflow["jobs"]["deploy"]["steps"] if s.get("name") == "deploy summary")
+    script = step["run"].split("<<'PY'", 1)[1].split("\n", 1)[1].rsplit("PY", 1)[0]
+
+    out = project.invoke("deploy", "--env", "test", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    (project.root / "deploy-events.jsonl").write_text(out.stdout)
+    summary = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    release = project.current("web1")
+    assert summary.startswith("### deploy succeeded in ")
+    for host in HOSTS:
+        assert f"| {host} | {release} |" in summary
