@@ -91,6 +91,10 @@ def rollback(
     everyone = rollback_hosts(plan.hosts, to={n: target for n in on}, came_from=came_from)
     try:
         run_hooks(runner, plan, "before_rollback", moving)
+    except KeyboardInterrupt:
+        release_locks(runner, hosts, run_id)
+        _finished(bus, run_id, started, on, ok=False, message="interrupted")
+        raise
     except DeployerError as exc:
         # Nothing has switched yet: stop here, with the hook's output, and give the lock back.
         release_locks(runner, hosts, run_id)
