@@ -3,7 +3,9 @@ color from the load balancer's history, deploy the idle color with the deploy ma
 (stage, migrate once, switch + health-check all of it), then switch traffic on the load
 balancer; any failure before the switch leaves traffic where it was and returns the idle
 hosts to their previous release. Rollback: switch traffic back to the other color, whose
-hosts still run the previous release, once they prove healthy. Emits events; never prints."""
+hosts still run the previous release, once they prove healthy (`before_rollback` hooks run on
+that color first and can stop it; `after_rollback` runs after, best effort). Emits events;
+never prints."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, release_stack, releases_to_prune, rollback_target
-from deployer.hooks import run_hooks
+from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, lock_fleet, release_locks
 from deployer.plan import DeployPlan, HostPlan
 from deployer.preflight import Checks
@@ -371,9 +373,25 @@ def rollback(
             batches=[traffic.members[back]],
         )
     )
+    # Rollback hooks run on the color traffic goes back to, with the release it runs.
+    hooked = rollback_hosts(
+        backing,
+        to={hp.name: target for hp in backing},
+        came_from={hp.name: live_release for hp in backing},
+    )
     ok = False
     message = "interrupted"
+    failure: DeployerError | None = None
     try:
+        try:
+            run_hooks(runner, plan, "before_rollback", hooked)
+        except DeployerError as exc:
+            raise DeployFailed(
+                f"before_rollback hook failed; traffic stays on {live}; nothing was changed",
+                failures=[exc],
+                hint=f"fix the hook, or the reason it refused, and re-run `invoke rollback"
+                f" --env {plan.env}`",
+            ) from None
         switch_traffic(
             traffic,
             runner,
@@ -387,7 +405,7 @@ def rollback(
         ok, message = True, ""
     except DeployerError as exc:
         message = exc.message
-        raise
+        failure = exc
     finally:
         record = _traffic_record(run_id, back, target, live_release).to_json() if ok else None
 
@@ -408,6 +426,10 @@ def rollback(
                 extra={"blue_green": {"live_before": live, "live": back if ok else live}},
             )
         )
+    if failure is not None:
+        run_hooks(runner, plan, "on_failure", hooked, best_effort=True)
+        raise failure
+    run_hooks(runner, plan, "after_rollback", hooked, best_effort=True)
     return releases
 
 

@@ -16,7 +16,7 @@ from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteC
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, releases_to_prune, rollback_target
-from deployer.hooks import run_hooks
+from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import (
     LockOutcome,
     env_hint,
@@ -542,6 +542,13 @@ def _revert(
             movable.append(hp)
     if not movable:
         return
+    # Hooks here are best effort: nothing may keep a host from a complete release.
+    hooked = rollback_hosts(
+        [hp for hp in plan.hosts if hp.name in {m.name for m in movable}],  # inventory order
+        to={hp.name: state.previous[hp.name] or "" for hp in movable},
+        came_from={hp.name: plan.release_id for hp in movable},
+    )
+    run_hooks(runner, plan, "before_rollback", hooked, best_effort=True)
 
     def back(hp: HostPlan) -> None:
         previous = state.previous[hp.name]
@@ -552,7 +559,7 @@ def _revert(
 
     for name, error in failures(runner.each(movable, back)).items():
         bus.emit(Notice(level="error", text=f"{name}: returning to the previous release: {error}"))
-    run_hooks(runner, plan, "after_rollback", list(hosts), best_effort=True)
+    run_hooks(runner, plan, "after_rollback", hooked, best_effort=True)
 
 
 def _finish_ok(plan: DeployPlan, runner: Runner, state: DeployState) -> None:

@@ -1,6 +1,8 @@
 """Rollback: return the fleet to the previous successfully deployed release (from the recorded
 history, never file times), or to an explicit one. Every host's target is checked before any
-host switches; then batches switch, restart and health-check like a deploy."""
+host switches; then `before_rollback` hooks (a failure stops the rollback, nothing switched),
+batches switch, restart and health-check like a deploy, and `after_rollback` hooks run (best
+effort) once every host is back; a failed rollback runs `on_failure`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, rollback_target
+from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, release_locks
 from deployer.plan import DeployPlan, HostPlan
 from deployer.probe import check_host
@@ -78,6 +81,33 @@ def rollback(
             batches=plan.batches,
         )
     )
+    came_from = dict(on)
+    # Rollback hooks see the hosts that move; on_failure sees every host of the run.
+    moving = rollback_hosts(
+        [hp for hp in plan.hosts if on[hp.name] != target],
+        to={n: target for n in on},
+        came_from=came_from,
+    )
+    everyone = rollback_hosts(plan.hosts, to={n: target for n in on}, came_from=came_from)
+    try:
+        run_hooks(runner, plan, "before_rollback", moving)
+    except KeyboardInterrupt:
+        release_locks(runner, hosts, run_id)
+        _finished(bus, run_id, started, on, ok=False, message="interrupted")
+        raise
+    except DeployerError as exc:
+        # Nothing has switched yet: stop here, with the hook's output, and give the lock back.
+        release_locks(runner, hosts, run_id)
+        message = f"before_rollback hook failed; no host was switched to {target}"
+        _finished(bus, run_id, started, on, ok=False, message=message)
+        run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
+        raise DeployFailed(
+            message,
+            failures=[exc],
+            releases=on,
+            hint=f"fix the hook, or the reason it refused, and re-run `invoke rollback"
+            f" --env {plan.env}`",
+        ) from None
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
@@ -115,6 +145,29 @@ def rollback(
         unfinished = [hp for hp in plan.hosts if hp.name not in finished]
         _finish(unfinished, runner, facts, on, target, run_id, failed)
     ok = not failed
+    _finished(bus, run_id, started, on, ok=ok)
+    if not ok:
+        run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
+        raise DeployFailed(
+            f"rollback to {target} failed on {len(failed)} host(s)",
+            failures=list(failed.values()),
+            releases=on,
+            hint=f"inspect with `invoke status --env {plan.env}`",
+        )
+    # Best effort: the hosts are back and unlocked, whatever this hook says.
+    run_hooks(runner, plan, "after_rollback", moving, best_effort=True)
+    return on
+
+
+def _finished(
+    bus: EventBus,
+    run_id: str,
+    started: float,
+    on: dict[str, str | None],
+    *,
+    ok: bool,
+    message: str = "",
+) -> None:
     bus.emit(
         RunFinished(
             run_id=run_id,
@@ -122,16 +175,9 @@ def rollback(
             ok=ok,
             duration=time.monotonic() - started,
             releases=dict(on),
+            message=message,
         )
     )
-    if not ok:
-        raise DeployFailed(
-            f"rollback to {target} failed on {len(failed)} host(s)",
-            failures=list(failed.values()),
-            releases=on,
-            hint=f"inspect with `invoke status --env {plan.env}`",
-        )
-    return on
 
 
 def _finish(

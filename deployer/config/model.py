@@ -241,6 +241,7 @@ HOOK_POINTS = (
     "after_migrate",
     "before_switch",
     "after_switch",
+    "before_rollback",
     "after_rollback",
     "on_failure",
 )

@@ -4,6 +4,8 @@ Each pytest-xdist worker claims its own block of loopback addresses (gw0 -> 127.
 gw1 -> 127.0.0.31-35, ...; no xdist -> 127.0.0.21-25). The claim is a file lock, so a second
 test session on the same machine takes the next free block instead of clobbering this one,
 and containers found in a block we hold are orphans of a dead session, safe to remove.
+DEPLOYER_TEST_BLOCK_OFFSET=N shifts every worker's first choice by N blocks (13 -> gw0 tries
+127.0.0.151-155 first): a second checkout's sessions then start away from the first's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _worker_index() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+def _preferred_block() -> int:
+    offset = os.environ.get("DEPLOYER_TEST_BLOCK_OFFSET", "0")
+    if not offset.isdigit():
+        raise RuntimeError(f"DEPLOYER_TEST_BLOCK_OFFSET must be a block count, got {offset!r}")
+    return (_worker_index() + int(offset)) % MAX_BLOCKS
 
 
 def _block_addresses(block: int) -> list[str]:
@@ -96,7 +105,7 @@ def address_block() -> Iterator[list[str]]:
             "or set DEPLOYER_SKIP_INTEGRATION=1 to skip them",
             pytrace=False,
         )
-    with _claimed_block(_worker_index()) as block:
+    with _claimed_block(_preferred_block()) as block:
         addresses = _block_addresses(block)
         _remove_orphans(addresses)
         yield addresses

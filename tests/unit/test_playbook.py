@@ -243,6 +243,23 @@ def test_hook_forms(project: Path) -> None:
     )
 
 
+def test_rollback_hook_points(project: Path) -> None:
+    playbook = load(
+        project,
+        with_minimal(
+            "hooks:\n  before_rollback: {local: ./snapshot}\n  after_rollback: ./warm-cache\n"
+        ),
+    )
+    assert [(p, [(h.where, h.run.text) for h in hs]) for p, hs in playbook.hooks.items()] == [
+        ("before_rollback", [("local", "./snapshot")]),
+        ("after_rollback", [("remote", "./warm-cache")]),
+    ]
+    for typo, meant in (("before_rolback", "before_rollback"), ("after_rollbak", "after_rollback")):
+        error = error_of(project, with_minimal(f"hooks:\n  {typo}: [x]\n"))
+        assert "before_switch, after_switch, before_rollback, after_rollback" in error.message
+        assert error.hint == f"did you mean '{meant}'?"
+
+
 def test_hook_errors(project: Path) -> None:
     error = error_of(project, with_minimal("hooks:\n  after_swich: [x]\n"))
     assert error.message.startswith("playbooks/deploy.yml:5: hooks.after_swich: unknown key")
