@@ -372,7 +372,8 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
     for index, names in enumerate(plan.batches, 1):
         batch = [plan.host(n) for n in names]
         bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
-        run_hooks(runner, plan, "before_switch", batch)
+        earlier = done if strategy.rollback == "all" else []
+        _switch_hook(plan, runner, state, bus, "before_switch", batch, index, revert=earlier)
         bad = _switch_and_check(plan, runner, state, batch, plan.release_id, expect)
         stop = over_budget(len(batch), len(bad), strategy.max_fail_percentage)
         bus.emit(
@@ -397,8 +398,11 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
         if bad:
             state.failed.update(bad)
             _revert(plan, runner, state, bus, [h for h in batch if h.name in bad])
-        run_hooks(runner, plan, "after_switch", [h for h in batch if h.name not in bad])
-        done.extend(h for h in batch if h.name not in bad)
+        healthy = [h for h in batch if h.name not in bad]
+        _switch_hook(
+            plan, runner, state, bus, "after_switch", healthy, index, revert=healthy + earlier
+        )
+        done.extend(healthy)
         if strategy.canary and index < len(plan.batches):
             _bake(plan, runner, state, bus, index, done)
         if strategy.pause and index < len(plan.batches):
@@ -406,6 +410,32 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
                 Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch")
             )
             time.sleep(strategy.pause)
+
+
+def _switch_hook(
+    plan: DeployPlan,
+    runner: Runner,
+    state: DeployState,
+    bus: EventBus,
+    point: str,
+    hosts: list[HostPlan],
+    index: int,
+    *,
+    revert: list[HostPlan],
+) -> None:
+    """A batch's before_switch/after_switch hooks. A failure counts as the batch failing:
+    the hosts switched so far go back as `rollback` says, as for an unhealthy batch, so a
+    failed deploy never leaves the fleet split between two releases."""
+    try:
+        run_hooks(runner, plan, point, hosts)
+    except DeployerError as exc:
+        _revert(plan, runner, state, bus, revert)
+        raise DeployFailed(
+            f"hook {point} failed in batch {index}/{len(plan.batches)};"
+            f" rolled back {len(revert)} host(s)",
+            failures=[exc],
+            hint=_recovery_hint(plan),
+        ) from None
 
 
 def _bake(

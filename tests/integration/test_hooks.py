@@ -189,3 +189,26 @@ def test_rollback_runs_its_hooks_and_a_failing_before_rollback_changes_nothing(
             f"on_failure|{first}|{second}|test|{ALL}",
             *expected,
         ]
+
+
+def test_failing_after_switch_in_a_later_batch_rolls_back_every_batch(project: Project) -> None:
+    """A smoke test hook that fails in batch 2 counts as batch 2 failing: with the default
+    `rollback: all`, batch 1 goes back too, so the fleet is not left split."""
+    first = project.deploy()["web1"]
+    project.playbook(
+        strategy={"serial": [2]},
+        hooks={
+            "after_switch": [
+                'test "$DEPLOY_HOSTS" != "web3 web4" || { echo smoke-test-failed >&2; exit 7; }'
+            ]
+        },
+    )
+    (project.app / "VERSION_NOTE").write_text("next\n")
+    out = project.invoke("deploy", "--env", "test")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "hook after_switch failed in batch 2/2; rolled back 4 host(s)" in out.stderr
+    assert "smoke-test-failed" in out.stderr
+    for host in HOSTS:
+        assert project.current(host) == first, host
+        assert project.health(host)[1]["version"] == first
+        assert not project.locked(host) and project.leftovers(host) == []
