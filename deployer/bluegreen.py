@@ -13,26 +13,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from deployer.deploy import (
-    DeployState,
-    _expects_version,
-    _finish_failed,
-    _finished,
-    _migrate,
-    _preflight,
-    _record,
-    _recovery_hint,
-    _revert,
-    _stage,
-    _switch_and_check,
-    opening,
-)
+from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, release_stack, releases_to_prune, rollback_target
 from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, lock_fleet, release_locks
+from deployer.phases import DeployState, opening
 from deployer.plan import DeployPlan, HostPlan
 from deployer.preflight import Checks
 from deployer.probe import check_host
@@ -72,7 +60,7 @@ def deploy(
     with opening(plan, runner, bus, state, started):
         locked = lock_fleet(runner, hosts, plan.run_id, "deploy", plan.release_id)
         state.facts = locked.facts
-        _preflight(plan, release, runner, bus, state, locked, checks)
+        phases.run_preflight(plan, release, runner, bus, state, locked, checks)
         try:
             live = live_color(traffic, {n: state.facts[n].history for n in traffic.lb_names})
         except DeployerError:
@@ -105,14 +93,14 @@ def deploy(
     )
     try:
         run_hooks(runner, target, "before_stage", idle_hosts)
-        _stage(target, release, runner, state, bus)
+        phases.stage(target, release, runner, state, bus)
         run_hooks(runner, target, "after_stage", idle_hosts)
-        _migrate(target, runner, state, bus)
+        phases.migrate(target, runner, state, bus)
         names = traffic.members[idle]
         bus.emit(BatchStarted(index=1, total=1, hosts=names))
         run_hooks(runner, target, "before_switch", idle_hosts)
-        expect = plan.release_id if _expects_version(plan) else None
-        bad = _switch_and_check(target, runner, state, idle_hosts, plan.release_id, expect)
+        expect = plan.release_id if phases.expects_version(plan) else None
+        bad = phases.switch_and_check(target, runner, state, idle_hosts, plan.release_id, expect)
         bus.emit(
             BatchFinished(
                 index=1,
@@ -123,14 +111,14 @@ def deploy(
             )
         )
         if bad:
-            _revert(target, runner, state, bus, idle_hosts)
+            phases.revert(target, runner, state, bus, idle_hosts)
             raise DeployFailed(
                 f"{idle} is unhealthy ({len(bad)} of {len(names)} host(s) failed): traffic was"
                 f" not switched"
                 + (f"; {live} still serves {live_release}" if live else "")
                 + f"; {idle} returned to its previous release where it had one",
                 failures=list(bad.values()),
-                hint=_recovery_hint(plan),
+                hint=phases.recovery_hint(plan),
             )
         run_hooks(runner, target, "after_switch", idle_hosts)
         try:
@@ -145,17 +133,17 @@ def deploy(
                 previous_release=live_release,
             )
         except DeployerError:
-            _revert(target, runner, state, bus, idle_hosts)
+            phases.revert(target, runner, state, bus, idle_hosts)
             raise
     except KeyboardInterrupt:
-        _finish_failed(target, runner, state, bus, interrupted=True)
+        phases.finish_failed(target, runner, state, bus, interrupted=True)
         release_locks(runner, others, plan.run_id)
-        _finished(
+        phases.finished(
             bus, plan, started, dict(state.on), ok=False, message="interrupted", extra=state.record
         )
         raise
     except DeployerError as exc:
-        _finish_failed(target, runner, state, bus)
+        phases.finish_failed(target, runner, state, bus)
         release_locks(runner, others, plan.run_id)
         error = (
             exc
@@ -164,11 +152,11 @@ def deploy(
                 f"blue-green deploy of {plan.release_id} to {plan.env} failed; traffic was not"
                 " switched",
                 failures=[exc],
-                hint=_recovery_hint(plan),
+                hint=phases.recovery_hint(plan),
             )
         )
         error.releases = dict(state.on)
-        _finished(
+        phases.finished(
             bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
         )
         run_hooks(runner, target, "on_failure", idle_hosts, best_effort=True)
@@ -180,7 +168,7 @@ def deploy(
         for hp in hosts
         if traffic.color_of(hp.name)
     }
-    _finished(bus, plan, started, releases, ok=True, extra=state.record)
+    phases.finished(bus, plan, started, releases, ok=True, extra=state.record)
     return releases
 
 
@@ -301,7 +289,9 @@ def _finish_switched(
         records: list[Record] = []
         prune: list[str] = []
         if color == live:
-            deployed = replace(_record(plan, state.previous[hp.name], "success"), color=color)
+            deployed = replace(
+                phases.deploy_record(plan, state.previous[hp.name], "success"), color=color
+            )
             records.append(deployed)
             history = [*facts.history, deployed]
             present = sorted({*facts.releases, plan.release_id})
@@ -352,7 +342,7 @@ def rollback(
         live_release = _color_release(traffic, live, facts)
         backing = [plan.host(n) for n in traffic.members[back]]
         health = plan.playbook.health
-        expect = target if _expects_version(plan) else None
+        expect = target if phases.expects_version(plan) else None
         bad = failures(runner.each(backing, lambda hp: check_host(runner, health, hp, expect)))
         if bad:
             raise PreflightError(
