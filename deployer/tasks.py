@@ -162,7 +162,7 @@ def status(
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
 ) -> None:
-    """Each host's current and previous release, health, lock holder; drift flagged."""
+    """Each host's release, previous one, health, lock; exit 5 if unreachable, 6 on drift."""
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     if format == "json":
