@@ -31,7 +31,7 @@ from tenacity import (
 )
 
 from deployer.config.model import Host
-from deployer.errors import DeployerError, HostKeyError, TransportError
+from deployer.errors import ConfigError, DeployerError, HostKeyError, TransportError
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
 
@@ -234,18 +234,24 @@ class SSHTransport:
         }
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)
-        conn = Connection(
-            host=endpoint.address,
-            user=endpoint.user,
-            port=endpoint.port,
-            connect_timeout=self.connect_timeout,
-            connect_kwargs=connect_kwargs,
-            forward_agent=False,  # never: a jump host is reached by ProxyJump instead
-            # Never None, which lets Fabric follow a ProxyJump with unchecked host keys. A
-            # ProxyCommand is only a socket: the key is still checked here.
-            gateway=gateway or ssh_config.get("proxycommand") or False,
-            config=self._config,
-        )
+        try:
+            conn = Connection(
+                host=endpoint.address,
+                user=endpoint.user,
+                port=endpoint.port,
+                connect_timeout=self.connect_timeout,
+                connect_kwargs=connect_kwargs,
+                forward_agent=False,  # never: a jump host is reached by ProxyJump instead
+                # Never None, which lets Fabric follow a ProxyJump with unchecked host keys. A
+                # ProxyCommand is only a socket: the key is still checked here.
+                gateway=gateway or ssh_config.get("proxycommand") or False,
+                config=self._config,
+            )
+        except ValueError as exc:  # e.g. `Port abc` in the config
+            raise ConfigError(
+                f"~/.ssh/config for {endpoint.address}: {exc}",
+                hint="fix that entry (`ssh -G ADDRESS` shows what OpenSSH makes of it)",
+            ) from None
         if where is None:
             where = f"{conn.host}:{conn.port}"
             if conn.host != endpoint.address:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deployer.config.model import Host
-from deployer.errors import TransportError
+from deployer.errors import ConfigError, TransportError
 from deployer.remote.ssh import Endpoint, SSHTransport
 
 CONFIG = """\
@@ -72,3 +72,11 @@ def test_a_jump_host_with_its_own_jump_host_is_refused_before_connecting(
             None,
             where="jump host 127.0.0.51",
         )
+
+
+def test_a_port_that_is_not_a_number_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text("Host 127.0.0.70\n    Port twenty-two\n")
+    transport = SSHTransport(ssh_config=str(path))
+    with pytest.raises(ConfigError, match=r"~/.ssh/config for 127.0.0.70: .*twenty-two"):
+        transport._connect("web1", Endpoint("127.0.0.70", None, None), host("127.0.0.70"), None)
