@@ -244,3 +244,46 @@ def test_two_load_balancers_one_rejects_the_switch_the_other_is_pointed_back(
         assert code == 0 and json.loads(out)["color"] == "blue", (lb, out)
     for host in ["web1", "web2", *lbs]:
         assert not project.locked(host), f"{host}: lock left behind"
+
+
+def test_rollback_hooks_run_on_the_color_traffic_goes_back_to(
+    project: Project, nginx: Nginx
+) -> None:
+    log = "/tmp/bg-rollback-hooks.log"
+    for host in APPS:  # outside /srv, so the fleet's reset between tests does not clear it
+        project.fleet.exec(host, f"rm -f {log} /tmp/no-rollback")
+    v1 = project.deploy()["web1"]
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    v2 = project.deploy()["web3"]
+    project.playbook(
+        hooks={
+            # Refuses while the marker exists, as a maintenance window check might.
+            "before_rollback": [
+                f'echo "$DEPLOY_HOOK $RELEASE_ID $ROLLBACK_FROM $DEPLOY_HOSTS" >> {log};'
+                " test ! -e /tmp/no-rollback || { echo change-freeze >&2; exit 3; }"
+            ],
+            "after_rollback": [f'echo "$DEPLOY_HOOK $RELEASE_ID $ROLLBACK_FROM" >> {log}'],
+        }
+    )
+    project.fleet.exec("web1", "touch /tmp/no-rollback", user="deploy")
+    refused = project.invoke("rollback", "--env", "test")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "change-freeze" in refused.stderr and "traffic stays on green" in refused.stderr
+    assert served(nginx) == {v2} and lb_history(project)[-1]["color"] == "green"
+    assert_unlocked(project)
+
+    project.fleet.exec("web1", "rm /tmp/no-rollback", user="deploy")
+    project.fleet.exec("web1", f"rm -f {log}", user="deploy")
+    back = project.invoke("rollback", "--env", "test")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert served(nginx) == {v1}
+    for host in BLUE:  # the color traffic went back to, with the release it runs
+        code, out = project.fleet.exec(host, f"cat {log}")
+        assert code == 0, out
+        assert out.splitlines()[-2:] == [
+            f"before_rollback {v1} {v2} web1 web2",
+            f"after_rollback {v1} {v2}",
+        ], (host, out)
+    for host in GREEN:
+        assert project.fleet.exec(host, f"test -e {log}")[0] != 0, host  # not the other color
+    assert_unlocked(project)
