@@ -22,6 +22,7 @@ __all__ = ["flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_DRIFT = 6  # as `invoke status`
+EXIT_UNREACHABLE = 5  # as `invoke status`
 
 HELP = {
     "env": "environment: inventories/<env>.yml, with its flags in flags/<env>.yml",
@@ -51,7 +52,7 @@ def list_(
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
 ) -> None:
-    """Each flag of flags/<env>.yml and what every host has; exit 6 on drift."""
+    """Each flag of flags/<env>.yml and what every host has; exit 5 if unreachable, 6 on drift."""
     if format not in ("text", "json"):
         raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
     loaded = _load(env, playbook, limit)
@@ -60,6 +61,8 @@ def list_(
         print(json.dumps(report.to_data(), indent=2))
     else:
         print(render_report(report))
+    if any(h.error is not None for h in report.hosts):
+        raise Exit(code=EXIT_UNREACHABLE)
     if report.has_drift:
         raise Exit(code=EXIT_DRIFT)
 
