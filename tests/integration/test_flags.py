@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deployer import api
 from deployer.flags import set_flag
@@ -162,3 +163,15 @@ EOF"""
     history = project.history("web1")
     assert len(history) == 51 and {r["action"] for r in history} == {"flags"}
     assert project.sh("web1", f"ls -A {APP_ROOT}/shared").split() == ["flags.json", "stop-reader"]
+
+
+def test_list_exits_5_when_a_host_cannot_be_reached(project: Project) -> None:
+    inventory = project.root / "inventories" / "test.yml"
+    inv = yaml.safe_load(inventory.read_text())
+    web1 = inv["all"]["children"]["web"]["hosts"]["web1"]
+    ghost = {**web1, "ansible_host": "127.0.0.254"}  # loopback, nothing listens
+    inv["all"]["children"]["web"]["hosts"]["ghost"] = ghost
+    inventory.write_text(yaml.safe_dump(inv))
+    out = project.invoke("flags.list", "--env", "test")
+    assert out.returncode == 5, out.stdout + out.stderr
+    assert "ghost: UNREACHABLE" in out.stdout and "web1" in out.stdout
