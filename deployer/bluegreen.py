@@ -120,8 +120,8 @@ def deploy(
                 failures=list(bad.values()),
                 hint=phases.recovery_hint(plan),
             )
-        run_hooks(runner, target, "after_switch", idle_hosts)
         try:
+            run_hooks(runner, target, "after_switch", idle_hosts)
             switch_traffic(
                 traffic,
                 runner,

@@ -287,3 +287,25 @@ def test_rollback_hooks_run_on_the_color_traffic_goes_back_to(
     for host in GREEN:
         assert project.fleet.exec(host, f"test -e {log}")[0] != 0, host  # not the other color
     assert_unlocked(project)
+
+
+def test_failing_after_switch_hook_returns_the_idle_color_and_keeps_traffic(
+    project: Project, nginx: Nginx
+) -> None:
+    v1 = project.deploy()["web1"]
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    v2 = project.deploy()["web3"]  # green live, blue idle on v1
+    project.playbook(hooks={"after_switch": ["echo smoke-test-failed >&2; exit 9"]})
+    (project.app / "VERSION_NOTE").write_text("third\n")
+    failed = project.invoke("deploy", "--env", "test")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "smoke-test-failed" in failed.stderr
+    assert served(nginx) == {v2} and lb_history(project)[-1]["color"] == "green"
+    for host in BLUE:  # switched to the third release, then returned: never served
+        assert project.current(host) == v1, host
+        assert project.health(host)[1]["version"] == v1
+    # So rollback still has a healthy, successfully deployed color to go back to.
+    back = project.invoke("rollback", "--env", "test")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert served(nginx) == {v1}
+    assert_unlocked(project)
