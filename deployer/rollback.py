@@ -24,8 +24,9 @@ from deployer.runner import Runner, failures, operator, utc_now
 PlanFor = Callable[[str], DeployPlan]  # release id -> the plan rendered for it
 
 
-def choose_targets(facts: dict[str, HostFacts], to: str | None) -> dict[str, str]:
-    """Each host's rollback target, or PreflightError naming every host that has none."""
+def choose_targets(facts: dict[str, HostFacts], to: str | None, env: str) -> dict[str, str]:
+    """Each host's rollback target, or PreflightError naming every host that has none (and,
+    when some do, how to roll back just those: the fleet after a `--limit` deploy)."""
     targets: dict[str, str] = {}
     problems: list[str] = []
     for name, f in facts.items():
@@ -40,11 +41,19 @@ def choose_targets(facts: dict[str, HostFacts], to: str | None) -> dict[str, str
         else:
             targets[name] = target
     if problems:
+        hint = (
+            f"pick a release every host has: `invoke releases --env {env}`, then"
+            f" `invoke rollback --env {env} --to RELEASE`"
+        )
+        if targets and not to:
+            hint += (
+                "; or roll back only the hosts that have one:"
+                f" `invoke rollback --env {env} --limit {','.join(sorted(targets))}`"
+            )
         raise PreflightError(
             "rollback target missing; no host was switched:\n"
             + "\n".join("  " + p for p in problems),
-            hint="pick a release every host has: `invoke releases --env ENV`, then"
-            " `invoke rollback --env ENV --to RELEASE`",
+            hint=hint,
         )
     return targets
 
@@ -58,13 +67,13 @@ def rollback(
     facts = acquire_locks(runner, hosts, run_id, "rollback", to)
     on: dict[str, str | None] = {n: f.current for n, f in facts.items()}
     try:
-        targets = choose_targets(facts, to)
+        targets = choose_targets(facts, to, probe_plan.env)
         distinct = Counter(targets.values())
         if len(distinct) > 1:
             raise PreflightError(
                 "hosts disagree on the rollback target: "
                 + ", ".join(f"{n}→{t}" for n, t in sorted(targets.items())),
-                hint="choose one with `invoke rollback --env ENV --to RELEASE`",
+                hint=f"choose one with `invoke rollback --env {probe_plan.env} --to RELEASE`",
             )
         target = next(iter(distinct))
         plan = plan_for(target)

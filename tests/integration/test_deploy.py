@@ -220,3 +220,23 @@ def test_notice_for_first_deploy_failure_keeps_hosts_on_a_complete_release(
     for host in ("web3", "web4"):
         assert project.current(host) is None and project.releases(host) == []
     assert_clean(project)
+
+
+def test_rollback_after_a_limited_deploy_names_the_hosts_that_can_go_back(
+    project: Project,
+) -> None:
+    first = project.deploy()["web1"]
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    out = project.invoke("deploy", "--env", "test", "--limit", "web1,web2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    second = project.current("web1")
+    refused = project.invoke("rollback", "--env", "test")
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "web3: no earlier successful release" in refused.stderr
+    assert "`invoke rollback --env test --limit web1,web2`" in refused.stderr
+    assert project.current("web1") == second  # nothing switched
+
+    back = project.invoke("rollback", "--env", "test", "--limit", "web1,web2")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert all(project.current(h) == first for h in HOSTS)
+    assert_clean(project)
