@@ -29,8 +29,9 @@ from deployer.deploy import deploy as run_deploy
 from deployer.dryrun import describe, describe_traffic
 from deployer.errors import ConfigError, ReleaseError
 from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
+from deployer.history import Run, runs
 from deployer.hooks import run_build_hooks
-from deployer.inspect import HostStatus, gather, with_colors
+from deployer.inspect import HostStatus, gather, gather_history, with_colors
 from deployer.locking import force_unlock
 from deployer.plan import DeployPlan, HostPlan, build_plan
 from deployer.preflight import (
@@ -488,6 +489,20 @@ def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[Hos
     if bg is None:
         return rows
     return with_colors(rows, bg.colors, loaded.inventory, bg.load_balancer.hosts)
+
+
+def history(loaded: Loaded, options: Options) -> tuple[list[Run], dict[str, str]]:
+    """The fleet's audit trail from the hosts themselves: every recorded run, oldest first,
+    with each host's result; and the hosts that could not be read, with why."""
+    bus = _bus(options, None)
+    runner = _runner(loaded, options, bus)
+    try:
+        found = gather_history(runner, _read_only_plans(loaded))
+    finally:
+        runner.close()
+    records = {h: r for h, r in found.items() if not isinstance(r, BaseException)}
+    errors = {h: str(r) for h, r in found.items() if isinstance(r, BaseException)}
+    return runs(records), errors
 
 
 def unlock(loaded: Loaded, options: Options) -> dict[str, object]:

@@ -8,7 +8,7 @@ times, the local clock or time zones. Each record is one JSON object on one line
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 # "traffic": a blue-green load balancer now sends traffic to `color` (which runs `release`).
@@ -122,3 +122,36 @@ def recorded_live_color(records: Sequence[Record]) -> str | None:
         if record.action == "traffic" and record.result == "success" and record.color:
             return record.color
     return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as the hosts recorded it (the audit view, `invoke history`): a deploy, a
+    rollback, a flags push or a traffic switch, with each host's result."""
+
+    run_id: str
+    time: str  # the earliest of its records' times (the deploying machine's clock)
+    user: str
+    action: str
+    release: str
+    results: dict[str, str]  # host -> result, in the order the hosts were given
+
+
+def runs(by_host: Mapping[str, Sequence[Record]]) -> list[Run]:
+    """Every host's records merged into runs, oldest first. A run is its run id and action
+    (a blue-green deploy also records its traffic switch under the same id). Merging across
+    hosts needs an order, so this one (for people, never for decisions) sorts by recorded
+    time; runs recorded at the same second keep the order they were first seen in."""
+    found: dict[tuple[str, str], Run] = {}
+    for host, records in by_host.items():
+        for r in records:
+            key = (r.run_id or f"{r.time}/{r.release}", r.action)
+            run = found.get(key)
+            if run is None:
+                run = found[key] = Run(r.run_id, r.time, r.user, r.action, r.release, {})
+            elif r.time and (not run.time or r.time < run.time):
+                found[key] = run = Run(
+                    run.run_id, r.time, run.user, r.action, r.release, run.results
+                )
+            run.results[host] = r.result
+    return sorted(found.values(), key=lambda run: run.time)

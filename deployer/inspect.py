@@ -1,5 +1,6 @@
 """Read-only views of a fleet: each host's current and previous release, health, lock holder
-and drift (`status`), and the releases present with their history (`releases`)."""
+and drift (`status`), the releases present with their history (`releases`), and every host's
+recorded runs (`history`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from dataclasses import dataclass, replace
 from deployer.config.model import Health, Inventory
 from deployer.errors import DeployerError
 from deployer.facts import HostFacts, parse_facts
-from deployer.history import recorded_live_color, release_stack, rollback_target
+from deployer.history import (
+    Record,
+    recorded_live_color,
+    release_stack,
+    rollback_target,
+)
 from deployer.plan import HostPlan
 from deployer.probe import probe_once
 from deployer.remote import scripts
@@ -69,6 +75,19 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
         else:
             statuses.append(result)
     return mark_drift(statuses)
+
+
+def gather_history(
+    runner: Runner, hosts: Sequence[HostPlan]
+) -> dict[str, tuple[Record, ...] | DeployerError]:
+    """Each host's recorded runs (the last 500, as the prepare step reads them), read-only."""
+
+    def one(hp: HostPlan) -> tuple[Record, ...]:
+        output = runner.step(hp.host, scripts.prepare(hp.layout, lock_info=None)).output
+        return parse_facts(output).history
+
+    results = runner.each(hosts, one)
+    return {hp.name: results[hp.name] for hp in hosts}
 
 
 def with_colors(

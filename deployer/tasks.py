@@ -14,6 +14,7 @@ from invoke.tasks import task
 from deployer import api
 from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
+from deployer.history import Run
 from deployer.inspect import HostStatus
 from deployer.taskkit import handles_errors, options, project, require_env
 
@@ -219,6 +220,59 @@ def releases(
             print(f"  {mark} {rel}  ({ok})")
 
 
+@task(
+    help=_help(
+        "env",
+        "limit",
+        "format",
+        "accept_new_host_keys",
+        "playbook",
+        last="how many runs to show, newest last (default 20; 0: all the hosts keep)",
+    )
+)
+@handles_errors
+def history(
+    c: Context,
+    env: str | None = None,
+    limit: str | None = None,
+    last: int = 20,
+    format: str = "text",
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
+    """Who deployed, rolled back or pushed flags, when, and each host's result; from the hosts."""
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
+    found, errors = api.history(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
+    shown = found[-last:] if last > 0 else found
+    if format == "json":
+        import dataclasses
+        import json
+
+        data = {"runs": [dataclasses.asdict(r) for r in shown], "unreachable": errors}
+        print(json.dumps(data, indent=2))
+    else:
+        for run in shown:
+            print(_history_line(run))
+        for host, error in errors.items():
+            print(f"{host}: UNREACHABLE  {error.splitlines()[0]}")
+    if errors:
+        raise Exit(code=5)  # as status: what is shown misses those hosts
+
+
+def _history_line(run: Run) -> str:
+    by_result: dict[str, list[str]] = {}
+    for host, result in run.results.items():
+        by_result.setdefault(result, []).append(host)
+    outcome = "; ".join(
+        f"{result} on {' '.join(hosts) if len(hosts) <= 6 else f'{len(hosts)} hosts'}"
+        for result, hosts in by_result.items()
+    )
+    return (
+        f"{run.time or '-':<20}  {run.user or '-':<12} {run.action:<8}  {run.release}  {outcome}"
+        f"  (run {run.run_id or '-'})"
+    )
+
+
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
 @handles_errors
 def unlock(
@@ -271,5 +325,5 @@ sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 
-ns = Collection(deploy, preflight, rollback, status, releases, unlock, sandbox)
+ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
 ns.add_collection(flags_collection)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -85,3 +86,32 @@ def test_every_run_leaves_a_run_record(project: Project) -> None:
     steps = [s["step"] for s in record["hosts"]["web1"]["steps"]]
     assert steps == ["prepare", "stage", "migrate", "switch", "finish"]
     assert set(record["releases"].values()) == {record["release"]}
+
+
+def test_history_is_the_fleets_audit_trail(project: Project) -> None:
+    env = {"DEPLOYER_USER": "alice"}
+    assert project.invoke("deploy", "--env", "test", env=env).returncode == 0
+    first = project.current("web1")
+    (project.app / "VERSION_NOTE").write_text("second\n")
+    out = project.invoke("deploy", "--env", "test", "--limit", "web1,web2", env=env)
+    assert out.returncode == 0, out.stderr
+    second = project.current("web1")
+    back = project.invoke(
+        "rollback", "--env", "test", "--limit", "web1,web2", env={"DEPLOYER_USER": "bob"}
+    )
+    assert back.returncode == 0, back.stderr
+
+    shown = project.invoke("history", "--env", "test")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 3, shown.stdout
+    assert re.search(rf"alice\s+deploy\s+{first}  success on web1 web2 web3 web4", lines[0])
+    assert re.search(rf"alice\s+deploy\s+{second}  success on web1 web2  \(run ", lines[1])
+    assert re.search(rf"bob\s+rollback\s+{first}  success on web1 web2", lines[2])
+
+    last = project.invoke("history", "--env", "test", "--last", "1", "--format", "json")
+    data = json.loads(last.stdout)
+    assert [(r["action"], r["user"], r["release"]) for r in data["runs"]] == [
+        ("rollback", "bob", first)
+    ]
+    assert data["unreachable"] == {}

@@ -45,3 +45,37 @@ def test_prune_keeps_newest_successful_current_and_target():
 def test_parse_skips_torn_lines():
     lines = [rec("A").to_json(), '{"release": "B", "act', "", rec("C").to_json()]
     assert [r.release for r in parse_records(lines)] == ["A", "C"]
+
+
+def run_rec(run_id, time, release, result="success", action="deploy", user="alice"):
+    return Record(
+        time=time, user=user, release=release, action=action, result=result, run_id=run_id
+    )
+
+
+def test_runs_merge_every_hosts_records_by_run_oldest_first():
+    from deployer.history import runs
+
+    web1 = [
+        run_rec("a", "2026-01-01T10:00:01Z", "R1"),
+        run_rec("b", "2026-01-02T09:00:00Z", "R2", user="ci"),
+        run_rec("c", "2026-01-02T09:05:00Z", "R1", action="rollback"),
+    ]
+    web2 = [
+        run_rec("a", "2026-01-01T10:00:00Z", "R1"),  # this host recorded run a a second sooner
+        run_rec("b", "2026-01-02T09:00:02Z", "R2", result="rolled_back", user="ci"),
+        # a blue-green deploy also records its traffic switch under the same run id
+        run_rec("b", "2026-01-02T09:00:03Z", "R2", action="traffic", user="ci"),
+    ]
+    merged = runs({"web1": web1, "web2": web2})
+    assert [(r.run_id, r.action, r.time, r.user) for r in merged] == [
+        ("a", "deploy", "2026-01-01T10:00:00Z", "alice"),
+        ("b", "deploy", "2026-01-02T09:00:00Z", "ci"),
+        ("b", "traffic", "2026-01-02T09:00:03Z", "ci"),
+        ("c", "rollback", "2026-01-02T09:05:00Z", "alice"),
+    ]
+    assert merged[0].results == {"web1": "success", "web2": "success"}
+    assert merged[1].results == {"web1": "success", "web2": "rolled_back"}
+    assert merged[2].results == {"web2": "success"}
+    assert merged[3].results == {"web1": "success"}
+    assert runs({}) == []
