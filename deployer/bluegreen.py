@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError
-from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunFinished, RunStarted
+from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, release_stack, releases_to_prune, rollback_target
 from deployer.hooks import rollback_hosts, run_hooks
@@ -405,16 +405,15 @@ def rollback(
 
         runner.each(hosts, finish_one)
         releases = {n: facts[n].current for n in facts if traffic.color_of(n)}
-        bus.emit(
-            RunFinished(
-                run_id=run_id,
-                action="rollback",
-                ok=ok,
-                duration=time.monotonic() - started,
-                releases=releases,
-                message=message,
-                extra={"blue_green": {"live_before": live, "live": back if ok else live}},
-            )
+        phases.finished(
+            bus,
+            plan,
+            started,
+            releases,
+            ok=ok,
+            message=message,
+            extra={"blue_green": {"live_before": live, "live": back if ok else live}},
+            action="rollback",
         )
     if failure is not None:
         run_hooks(runner, plan, "on_failure", hooked, best_effort=True)

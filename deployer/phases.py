@@ -86,11 +86,13 @@ def finished(
     ok: bool,
     message: str = "",
     extra: dict[str, Any] | None = None,
+    action: str = "deploy",
 ) -> None:
+    """The run's last event, for every flow (deploy, rollback; any strategy)."""
     bus.emit(
         RunFinished(
             run_id=plan.run_id,
-            action="deploy",
+            action=action,
             ok=ok,
             duration=time.monotonic() - started,
             releases=releases,

@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError
-from deployer.events import BatchFinished, BatchStarted, EventBus, RunFinished, RunStarted
+from deployer.events import BatchFinished, BatchStarted, EventBus, RunStarted
 from deployer.facts import HostFacts
 from deployer.history import Record, rollback_target
 from deployer.hooks import rollback_hosts, run_hooks
@@ -102,13 +103,15 @@ def rollback(
         run_hooks(runner, plan, "before_rollback", moving)
     except KeyboardInterrupt:
         release_locks(runner, hosts, run_id)
-        _finished(bus, run_id, started, on, ok=False, message="interrupted")
+        phases.finished(
+            bus, plan, started, dict(on), ok=False, message="interrupted", action="rollback"
+        )
         raise
     except DeployerError as exc:
         # Nothing has switched yet: stop here, with the hook's output, and give the lock back.
         release_locks(runner, hosts, run_id)
         message = f"before_rollback hook failed; no host was switched to {target}"
-        _finished(bus, run_id, started, on, ok=False, message=message)
+        phases.finished(bus, plan, started, dict(on), ok=False, message=message, action="rollback")
         run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
         raise DeployFailed(
             message,
@@ -154,7 +157,7 @@ def rollback(
         unfinished = [hp for hp in plan.hosts if hp.name not in finished]
         _finish(unfinished, runner, facts, on, target, run_id, failed)
     ok = not failed
-    _finished(bus, run_id, started, on, ok=ok)
+    phases.finished(bus, plan, started, dict(on), ok=ok, action="rollback")
     if not ok:
         run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
         raise DeployFailed(
@@ -166,27 +169,6 @@ def rollback(
     # Best effort: the hosts are back and unlocked, whatever this hook says.
     run_hooks(runner, plan, "after_rollback", moving, best_effort=True)
     return on
-
-
-def _finished(
-    bus: EventBus,
-    run_id: str,
-    started: float,
-    on: dict[str, str | None],
-    *,
-    ok: bool,
-    message: str = "",
-) -> None:
-    bus.emit(
-        RunFinished(
-            run_id=run_id,
-            action="rollback",
-            ok=ok,
-            duration=time.monotonic() - started,
-            releases=dict(on),
-            message=message,
-        )
-    )
 
 
 def _finish(

@@ -178,13 +178,13 @@ class SSHTransport:
 
     def _jump_spec(self, host: Host) -> str | None:
         """The inventory's jump host, else the ProxyJump `~/.ssh/config` gives the address."""
-        spec = proxy_jump(host) or self._config_jump(host.address)
-        return str(spec) if spec else None
+        return proxy_jump(host) or self._config_jump(host.address, self._ssh_config(host.address))
 
-    def _config_jump(self, address: str) -> str | None:
+    @staticmethod
+    def _config_jump(address: str, ssh_config: dict[str, object]) -> str | None:
         """The config's ProxyJump for an address; none when it names the address itself (as
         `Host *` does for the bastion)."""
-        spec = str(self._ssh_config(address).get("proxyjump") or "none")
+        spec = str(ssh_config.get("proxyjump") or "none")
         if spec.lower() == "none" or parse_jump(spec.split(",")[0]).address == address:
             return None
         return spec
@@ -218,7 +218,7 @@ class SSHTransport:
         """Open one checked connection. `where` names it in errors (default: the address and
         port it resolved to, with the inventory's address when the config renamed it)."""
         ssh_config = self._ssh_config(endpoint.address)
-        if gateway is None and self._config_jump(endpoint.address):
+        if gateway is None and self._config_jump(endpoint.address, ssh_config):
             # Only a jump host gets here with a ProxyJump of its own: Fabric would follow it
             # with a connection whose host key nobody checks.
             raise TransportError(
