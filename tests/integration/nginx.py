@@ -3,10 +3,12 @@ deployer logs in as) from a directory it owns, so a blue-green deploy can valida
 it with no root and no sudo. It listens on its host's own loopback address.
 
 The settings a zero-downtime switch relies on (see docs/configuration.md, "Blue-green"):
-- passive health checks: `max_fails=1 fail_timeout=1s` per upstream server (in the upstream
-  file, templates/lb/upstream.conf.j2): a server that failed is skipped for 1 s. Measured:
-  with 2 s, hosts restarted one after the other in a rolling deploy were all marked down at
-  once ("no live upstreams", 502 for everyone): keep it shorter than a batch takes;
+- passive health checks: `max_fails=1 fail_timeout=1s` per upstream server in the blue-green
+  upstream file (templates/lb/upstream.conf.j2): a server that failed is skipped for 1 s.
+  Not for the rolling scenarios' upstream (`start(backends)`): there `max_fails=0`, because
+  a rolling rollback restarts a host every ~0.3 s and nginx cannot mark a server down for
+  less than a second (fail_timeout counts whole seconds), so all four were once marked down
+  together ("no live upstreams", 12 requests answered 502); retries alone cover a restart;
 - retries: `proxy_next_upstream error timeout http_502 http_503` with a bounded number of
   tries and time, so a request that meets a restarting app is sent to the next server
   (nginx retries only idempotent requests, such as these GETs);
@@ -107,7 +109,7 @@ class Nginx:
             # nginx needs one server; this one is marked down, so it is never contacted.
             return f"upstream {self.name} {{ server {self.address}:9 down; }}\n"
         servers = "".join(
-            f"    server {self.fleet.host(h).address}:8000 max_fails=1 fail_timeout=1s;\n"
+            f"    server {self.fleet.host(h).address}:8000 max_fails=0;\n"
             for h in backends
         )
         return f"upstream {self.name} {{\n{servers}}}\n"
