@@ -109,8 +109,7 @@ class Nginx:
             # nginx needs one server; this one is marked down, so it is never contacted.
             return f"upstream {self.name} {{ server {self.address}:9 down; }}\n"
         servers = "".join(
-            f"    server {self.fleet.host(h).address}:8000 max_fails=0;\n"
-            for h in backends
+            f"    server {self.fleet.host(h).address}:8000 max_fails=0;\n" for h in backends
         )
         return f"upstream {self.name} {{\n{servers}}}\n"
 
