@@ -198,6 +198,8 @@ def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
             f"  {health}{drift}{lock}{color}"
         )
+        if r.foreign:  # reported, never deleted: not ours
+            print(f"{'':<{width}}  not created by this tool, left alone: {', '.join(r.foreign)}")
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
@@ -282,15 +284,19 @@ def unlock(
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
 ) -> None:
-    """Clear a stale deploy lock (after a killed deploy). Prints who held it."""
+    """Clear a stale deploy lock (after a killed deploy). Prints who held it; exits 5 when a
+    host could not be unlocked, 7 when no host had a lock."""
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
-    for host, held in api.unlock(
-        loaded, api.Options(accept_new_host_keys=accept_new_host_keys)
-    ).items():
+    results = api.unlock(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
+    for host, held in results.items():
         if isinstance(held, DeployerError):
             print(f"{host}: could not unlock: {held}")
         else:
             print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
+    if any(isinstance(held, DeployerError) for held in results.values()):
+        raise Exit(code=5)
+    if not any(results.values()):
+        raise Exit(code=7)
 
 
 @task(help=_help("env"))
