@@ -123,6 +123,12 @@ class Project:
         return code == 0
 
 
+def assert_no_ssh_since(fleet: Fleet, since: float) -> None:
+    """The hosts' own witness: no host's sshd saw even a connection attempt since `since`."""
+    touched = {h: dict(c) for h, c in fleet.sshd_counts(since).items() if sum(c.values())}
+    assert not touched, f"sshd logged activity: {touched}"
+
+
 def make_project(root: Path, fleet: Fleet, hosts: list[str] = HOSTS) -> Project:
     for sub in ("inventories", "playbooks", "templates"):
         (root / sub).mkdir(parents=True, exist_ok=True)
