@@ -16,6 +16,7 @@ from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
+from deployer.scaffold.tasks import init
 from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -333,3 +334,4 @@ sandbox.add_task(sandbox_down, "down")
 
 ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
 ns.add_collection(flags_collection)
+ns.add_task(init)
