@@ -17,7 +17,7 @@ __all__ = ["init"]
 PROGRAM = "shipfleet"
 
 
-@task
+@task()
 @handles_errors
 def init(c: Context) -> None:
     """Start a project here: inventory, commented playbook, templates, tasks.py, CI workflow.
