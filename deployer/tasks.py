@@ -3,7 +3,8 @@ codes. Nothing else lives here. A project exposes them with `from deployer.tasks
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -304,7 +305,8 @@ def unlock(
 @handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
     """Start one local container per inventory host (real sshd on its 127.0.0.N)."""
-    from deployer.sandbox import start_fleet  # optional extra: deployer[sandbox]
+    with _sandbox_extra():
+        from deployer.sandbox import start_fleet
 
     inventory = api.load_inventory_only(project(), env)
     state = project().root / ".sandbox" / env
@@ -323,9 +325,22 @@ def sandbox_up(c: Context, env: str = "local") -> None:
 @handles_errors
 def sandbox_down(c: Context, env: str = "local") -> None:
     """Remove the sandbox containers of this environment."""
-    from deployer.sandbox import down_fleet
+    with _sandbox_extra():
+        from deployer.sandbox import down_fleet
 
     print(f"removed {down_fleet(f'sandbox-{env}')} sandbox host(s)")
+
+
+@contextlib.contextmanager
+def _sandbox_extra() -> Iterator[None]:
+    """deployer.sandbox needs the optional extra (testcontainers, docker): say how to get it."""
+    try:
+        yield
+    except ImportError as exc:
+        raise Exit(
+            f"error: the sandbox needs the sandbox extra ({exc}): pip install 'shipfleet[sandbox]'",
+            code=2,
+        ) from None
 
 
 sandbox = Collection("sandbox")

@@ -195,3 +195,16 @@ def test_installed_wheel_inits_and_deploys_a_new_project(
     # The tasks.py init wrote keeps `invoke` working, through the same installed package.
     invoked = _run([str(venv_bin / "invoke"), "--list"], cwd=project, env=env).stdout
     assert "deploy" in invoked and "init" in invoked
+
+    # The sandbox is an optional extra: without it, a clear way to get it, not a traceback.
+    sandbox = subprocess.run(
+        [shipfleet, "sandbox.up", "--env", "staging"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sandbox.returncode == 2, sandbox.stdout + sandbox.stderr
+    assert "pip install 'shipfleet[sandbox]'" in sandbox.stderr
+    assert "Traceback" not in sandbox.stderr
