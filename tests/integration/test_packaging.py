@@ -25,7 +25,10 @@ from deployer.sandbox import Fleet
 from tests.integration.helpers import REPO
 
 DIST = f"shipfleet-{__version__}"
-PLACEHOLDERS = {"web1": "192.0.2.11", "web2": "192.0.2.12"}  # in the scaffold's inventory
+PLACEHOLDERS = {
+    "web1": "web1.example.invalid",
+    "web2": "web2.example.invalid",
+}  # in the scaffold's inventory
 
 
 def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
