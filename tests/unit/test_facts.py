@@ -37,3 +37,24 @@ def test_parse_lock_holder():
     text = facts.lock_holder.describe()
     assert "ann@laptop" in text and "R9" in text and "42s ago" in text
     assert facts.current is None
+
+
+def test_a_rollback_lock_without_a_target_reads_rollback_not_rollback_of_none() -> None:
+    from deployer.facts import LockHolder
+
+    holder = LockHolder({"user": "ann", "from": "ci", "action": "rollback", "release": None}, 5)
+    assert "(rollback, run ?)" in holder.describe()
+    assert "None" not in holder.describe()
+
+
+def test_foreign_entries_and_unremovable_releases_are_parsed() -> None:
+    facts = parse_facts(
+        "@@current /srv/app/releases/R2\n@@releases\nR1\nR2\n"
+        "@@foreign directory\t.current.tmp\n@@foreign file\tnotes.txt\n"
+        "@@unremovable R1\troot\t__pycache__\n@@end\n"
+    )
+    assert facts.releases == ("R1", "R2")
+    assert facts.foreign == (("directory", ".current.tmp"), ("file", "notes.txt"))
+    assert [(u.release, u.owner, u.path) for u in facts.unremovable] == [
+        ("R1", "root", "__pycache__")
+    ]
