@@ -22,6 +22,8 @@ from deployer.remote.scripts.common import (
     EXIT_CHECKSUM,
     EXIT_LOCK_HELD,
     EXIT_MISSING_RELEASE,
+    EXIT_UNSAFE_LAYOUT,
+    EXIT_VERIFY,
     FREE_KB,
     MARK,
     HostFiles,
@@ -31,13 +33,15 @@ from deployer.remote.scripts.common import (
 from deployer.remote.scripts.finish import finish, unlock
 from deployer.remote.scripts.flags import push_flags
 from deployer.remote.scripts.prepare import prepare
-from deployer.remote.scripts.stage import stage
+from deployer.remote.scripts.stage import stage, verify_release
 from deployer.remote.scripts.switch import check_command, hook, migrate, switch
 
 __all__ = [
     "EXIT_CHECKSUM",
     "EXIT_LOCK_HELD",
     "EXIT_MISSING_RELEASE",
+    "EXIT_UNSAFE_LAYOUT",
+    "EXIT_VERIFY",
     "FREE_KB",
     "MARK",
     "HostFiles",
@@ -52,4 +56,5 @@ __all__ = [
     "stage",
     "switch",
     "unlock",
+    "verify_release",
 ]

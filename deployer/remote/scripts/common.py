@@ -17,6 +17,8 @@ from deployer.remote.shell import Raw, cmd, q
 EXIT_LOCK_HELD = 75
 EXIT_CHECKSUM = 65
 EXIT_MISSING_RELEASE = 66
+EXIT_UNSAFE_LAYOUT = 67  # a symlinked path under deploy_to (see prepare.refuse_symlinks)
+EXIT_VERIFY = 68  # a release's files do not match the MANIFEST they must match
 
 MARK = "@@"
 FREE_KB = "awk 'NR==2 {print $4}'"  # the "Available" column of `df -Pk`

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import posixpath
 
-from deployer.remote.scripts.common import EXIT_LOCK_HELD, FREE_KB, MARK, Layout
+from deployer.remote.scripts.common import (
+    EXIT_LOCK_HELD,
+    EXIT_UNSAFE_LAYOUT,
+    FREE_KB,
+    MARK,
+    Layout,
+)
 from deployer.remote.shell import Script, cmd, lines, q
 
 
@@ -20,7 +26,10 @@ def prepare(
     With `baseline`, also the current release's MANIFEST and file modes, so the next upload
     can send only what changed (see `deployer.delta`).
 
-    Output sections, parsed by `deployer.facts.parse_facts`.
+    Output: one `@@<key> <value>` line per fact, parsed by `deployer.facts.parse_facts`.
+    Whatever the host's files hold (its MANIFEST, history, lock info, release names, the
+    `current` link) travels base64-encoded with its stderr dropped, so no file content can
+    ever be read as a marker line; the other values are numbers and digests we check.
     """
     manifest = posixpath.join(layout.current, "MANIFEST")
     baseline_lines: list[str] = [
@@ -29,10 +38,11 @@ def prepare(
     ]
     if baseline:
         baseline_lines += [
-            f"  echo {q(MARK + 'manifest')}",
-            f"  cat {q(manifest)}",
-            f"  echo {q(MARK + 'modes')}",
-            f"  (cd {q(layout.current + '/')} && find . -type f -printf '%m %P\\n')",
+            "  " + _section("manifest", cmd("cat", manifest)),
+            "  "
+            + _section(
+                "modes", f"cd {q(layout.current + '/')} && find . -type f -printf '%m %P\\n'"
+            ),
         ]
     baseline_lines.append("fi")
     info = posixpath.join(layout.lock, "info")
@@ -41,7 +51,7 @@ def prepare(
     lock_lines: list[str] = [
         f"if [ -d {q(layout.lock)} ]; then",
         f"  echo {q(MARK + 'lock held')}",
-        f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
+        "  " + _section("lockinfo", cmd("head", "-c", 2000, info)),
         f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
         "fi",
     ]
@@ -61,7 +71,7 @@ def prepare(
             *takeover_lines,
             "else",
             f"  echo {q(MARK + 'lock held')}",
-            f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
+            "  " + _section("lockinfo", cmd("head", "-c", 2000, info)),
             f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
             f"  exit {EXIT_LOCK_HELD}",
             "fi",
@@ -69,16 +79,15 @@ def prepare(
     return Script(
         step="prepare",
         lines=lines(
+            refuse_symlinks(layout),
             # Only a run that takes the lock creates the layout; status stays read-only.
             cmd("mkdir", "-p", layout.releases, layout.shared, layout.state)
             if lock_info is not None
             else (),
             lock_lines,
-            f'echo {q(MARK + "current")} "$(readlink {q(layout.current)} || true)"',
-            f"echo {q(MARK + 'releases')}",
-            f"ls -1 {q(layout.releases)} 2>/dev/null || true",
-            f"echo {q(MARK + 'history')}",
-            f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
+            _section("current", cmd("readlink", layout.current)),
+            _section("releases", cmd("ls", "-1", layout.releases)),
+            _section("history", cmd("tail", "-n", history_lines, layout.history)),
             baseline_lines,
             # Free space where releases will land; before a first deploy (a read-only
             # preflight) the root does not exist yet, so ask its nearest existing parent.
@@ -88,3 +97,26 @@ def prepare(
             f"echo {q(MARK + 'end')}",
         ),
     )
+
+
+def _section(key: str, command: str) -> str:
+    """`@@<key> <base64 of command's stdout>` on one line; the command's stderr is dropped
+    (error messages can quote file names, which a host's user chooses)."""
+    return f"printf '%s ' {q(MARK + key)}; {{ {command}; }} 2>/dev/null | base64 -w0; echo"
+
+
+def refuse_symlinks(layout: Layout) -> list[str]:
+    """Refuse a symlinked `releases/`, `shared/`, `.deploy/` or `.deploy/staging` rather than
+    follow it: the cleanup's `rm -rf` and the secrets written under `shared/` would reach
+    outside `deploy_to`. `deploy_to` itself may be a symlink (a data disk is a normal layout).
+    """
+    out = []
+    for path in (layout.releases, layout.shared, layout.state, layout.staging):
+        message = (
+            f"refusing to use {path}: it is a symbolic link; under deploy_to only deploy_to"
+            " itself may be one (move the data there, or point deploy_to at the real directory)"
+        )
+        out.append(
+            f"if [ -L {q(path)} ]; then echo {q(message)} >&2; exit {EXIT_UNSAFE_LAYOUT}; fi"
+        )
+    return out

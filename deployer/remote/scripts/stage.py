@@ -6,8 +6,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
+from deployer.release import MANIFEST, RELEASE_ID_RE
 from deployer.remote.scripts.common import (
     EXIT_CHECKSUM,
+    EXIT_UNSAFE_LAYOUT,
+    EXIT_VERIFY,
     MARK,
     HostFiles,
     Layout,
@@ -39,6 +42,7 @@ def stage(
     tmp = posixpath.join(layout.staging, f"{release_id}.{run_id}")
     tree = posixpath.join(tmp, "tree")
     final = layout.release(release_id)
+    replaced = posixpath.join(tmp, "replaced")
     # One pass over the archive as it arrives: `tee` feeds tar and sha256sum at once, so it
     # is never written to disk, read back, or read twice. tar unpacks into staging only;
     # the checksum is judged before anything else happens, and a tree whose archive did not
@@ -67,15 +71,18 @@ def stage(
         _or_explain('[ "$unpacked" = yes ]', f"unpacking into {tree}", tmp),
     ]
     if base is not None:
+        if not RELEASE_ID_RE.fullmatch(base):
+            raise ValueError(f"not a release id: {base!r}")
         body += [
             _step("link"),
             f"head -c {len(link_list)} | gzip -dc | (cd {q(layout.release(base))} &&"
             f" xargs -0 -r cp -l --parents -t {q(tree)} --)",
         ]
-    # No per-file `sha256sum -c MANIFEST` here: every byte unpacked is covered by the archive
-    # checksum just verified, and the MANIFEST was written from those same bytes when packing.
-    # The files a delta hard-links are the base release's own inodes: that release was
-    # verified when it was staged, is read-only, and is the one whose MANIFEST matched.
+    # The whole tree is checked against the MANIFEST that came inside the archive (whose
+    # sha256 was just judged), never one already on the host: a delta's linked files are the
+    # base release's inodes, and that release may have been edited in place since it was
+    # staged. Templates and shared links come after: they are not in the MANIFEST.
+    body += [_step("verify"), *verify_tree(tree, f"staged release {release_id}")]
     if isinstance(host_files, bytes):  # a bare tar of release files, modes left owner-only
         host_files = HostFiles(tar=host_files)
     if host_files:
@@ -109,18 +116,16 @@ def stage(
         # must update the directory's `..` entry.
         cmd("chmod", "-R", "a-w", tree),
         cmd("chmod", "u+w", tree),
-        # The same release id staged before (a resumed or repeated run) is reused only when
-        # it verifies completely; otherwise the rename is what makes it appear, whole.
-        f"if [ -e {q(final)} ]; then",
-        f"  if (cd {q(final)} && sha256sum -c --quiet MANIFEST) >/dev/null 2>&1; then",
-        f"    echo {q(MARK + 'reused')}",
-        "  else",
-        f"    echo {q(f'{final} exists but does not verify against its MANIFEST')} >&2; exit 1",
-        "  fi",
-        "else",
-        f"  {cmd('mv', '-T', tree, final)}",
-        f"  {cmd('chmod', 'a-w', final)}",
+        # The caller reuses an existing `releases/<id>` only after `verify_release` passed; one
+        # still here did not (or appeared since): it is moved aside (into staging, where the
+        # trap removes it) and this verified tree takes its place.
+        f"if [ -e {q(final)} ] || [ -L {q(final)} ]; then",
+        f"  [ -L {q(final)} ] || chmod u+w {q(final)}",
+        f"  {cmd('mv', '-T', final, replaced)}",
+        f"  echo {q(MARK + 'replaced')}",
         "fi",
+        cmd("mv", "-T", tree, final),
+        cmd("chmod", "a-w", final),
         f"echo {q(MARK + 'staged')} {q(release_id)}",
     ]
     segments: list[object] = [archive]
@@ -165,17 +170,21 @@ def _templates(
     for f in files.shared:
         target = posixpath.join(layout.shared, f.dest)
         folder, name = posixpath.split(target)
-        tmp = posixpath.join(folder, f".{name.lstrip('.')}.tmp-{run_id}")
         size = len(f.content)
-        write = f'head -c {size} > {q(tmp)} && [ "$(stat -c %s {q(tmp)})" = {size} ]'
+        # A name nobody can predict, created by mktemp (O_EXCL, mode 0600) in the target's
+        # own directory, none of whose components below shared/ may be a symlink: a user
+        # who can write there cannot plant a link that receives the secret.
+        write = f'head -c {size} > "$tmp" && [ "$(stat -c %s "$tmp")" = {size} ]'
         failed = cmd("echo", f"writing {target} failed (short read or full disk)", Raw(">&2"))
         out += [
             cmd("mkdir", "-p", folder),
-            f"(umask 077 && {write}) || {{ rm -f {q(tmp)}; {failed}; exit 1; }}",
+            *_refuse_symlinked_dirs(layout.shared, folder),
+            f"tmp=$(mktemp -p {q(folder)} {q('.' + name.lstrip('.') + '.tmp.XXXXXXXXXX')})",
+            f'(umask 077 && {write}) || {{ rm -f "$tmp"; {failed}; exit 1; }}',
         ]
-        if f.mode != 0o600:  # the mode the redirect created it with under umask 077
-            out.append(cmd("chmod", f"{f.mode:04o}", tmp))
-        out.append(cmd("mv", "-fT", tmp, target))
+        if f.mode != 0o600:  # the mode mktemp created it with
+            out.append(f'chmod {f.mode:04o} "$tmp"')
+        out.append(f'mv -fT "$tmp" {q(target)}')
         linked = f.dest in shared_files or any(
             f.dest == d or f.dest.startswith(d + "/") for d in shared_dirs
         )
@@ -185,3 +194,58 @@ def _templates(
                 out.append(cmd("mkdir", "-p", posixpath.dirname(link)))
             out += [cmd("rm", "-rf", link), cmd("ln", "-s", target, link)]
     return out
+
+
+def verify_tree(tree: str, what: str) -> list[str]:
+    """Every file the tree's MANIFEST lists has its content (`sha256sum -c`), and the tree
+    holds no other regular file: a listed path that became a symlink, or a file slipped in,
+    shows up in the count. Exits EXIT_VERIFY naming the files that differ."""
+    manifest = posixpath.join(tree, MANIFEST)
+    bad = f"{what} does not match the MANIFEST it must match"
+    return [
+        f"(cd {q(tree)} && sha256sum -c --quiet --strict {MANIFEST}) >&2"
+        f" || {{ echo {q(bad)} >&2; exit {EXIT_VERIFY}; }}",
+        f'files="$(cd {q(tree)} && find . -type f | wc -l)"',
+        f'listed="$(wc -l < {q(manifest)})"',
+        f'[ "$files" = "$((listed + 1))" ] || {{ echo {q(bad)} "(it holds $files regular'
+        f' files; the MANIFEST lists $listed plus itself)" >&2; exit {EXIT_VERIFY}; }}',
+    ]
+
+
+def verify_release(
+    layout: Layout, release_id: str, manifest_sha256: str, extra_files: int
+) -> Script:
+    """Whether an existing `releases/<id>` may be reused: its MANIFEST is the one this release
+    was built with (by digest), every file matches it, and it holds no other regular file
+    but its `extra_files` rendered templates. Prints `@@verified` or `@@unverified`; a
+    release that does not verify is re-staged (and replaced), never trusted."""
+    final = layout.release(release_id)
+    manifest = posixpath.join(final, MANIFEST)
+    return Script(
+        step="verify",
+        lines=(
+            _step("verify"),
+            f"if [ ! -L {q(final)} ] && [ -f {q(manifest)} ] && [ ! -L {q(manifest)} ]"
+            f' && [ "$(sha256sum < {q(manifest)} | cut -c1-64)" = {q(manifest_sha256)} ]'
+            f" && (cd {q(final)} && sha256sum -c --quiet --strict {MANIFEST}) >/dev/null 2>&1"
+            f' && [ "$(cd {q(final)} && find . -type f | wc -l)"'
+            f' = "$(( $(wc -l < {q(manifest)}) + 1 + {extra_files} ))" ]; then',
+            f"  echo {q(MARK + 'verified')}",
+            "else",
+            f"  echo {q(MARK + 'unverified')}",
+            "fi",
+        ),
+    )
+
+
+def _refuse_symlinked_dirs(top: str, folder: str) -> list[str]:
+    """Refuse `folder` if it or any directory between `top` and it is a symlink."""
+    out = []
+    path = folder
+    while path.startswith(top + "/"):
+        message = f"refusing to write into {folder}: {path} is a symbolic link"
+        out.append(
+            f"if [ -L {q(path)} ]; then echo {q(message)} >&2; exit {EXIT_UNSAFE_LAYOUT}; fi"
+        )
+        path = posixpath.dirname(path)
+    return list(reversed(out))
