@@ -176,9 +176,12 @@ def _templates(
         # who can write there cannot plant a link that receives the secret.
         write = f'head -c {size} > "$tmp" && [ "$(stat -c %s "$tmp")" = {size} ]'
         failed = cmd("echo", f"writing {target} failed (short read or full disk)", Raw(">&2"))
+        refuse = _refuse_symlinked_dirs(layout.shared, folder)
         out += [
+            # Checked before mkdir (which would create through a link) and after it.
+            *refuse,
             cmd("mkdir", "-p", folder),
-            *_refuse_symlinked_dirs(layout.shared, folder),
+            *refuse,
             f"tmp=$(mktemp -p {q(folder)} {q('.' + name.lstrip('.') + '.tmp.XXXXXXXXXX')})",
             f'(umask 077 && {write}) || {{ rm -f "$tmp"; {failed}; exit 1; }}',
         ]
