@@ -14,25 +14,45 @@ from typing import Any
 from deployer.delta import Baseline, parse_baseline
 from deployer.history import Record, parse_records
 from deployer.release import RELEASE_ID_RE
-from deployer.remote.scripts import MARK
+from deployer.remote.scripts import MARK, STALE_FINISH
 
 
 @dataclass(frozen=True)
 class LockHolder:
     info: dict[str, Any]
     age_seconds: int | None
+    # Seconds since the holder recorded its outcome and began cleaning up; None when it
+    # had not got that far.
+    finishing_seconds: int | None = None
 
     def describe(self) -> str:
         who = self.info.get("user", "?")
         where = self.info.get("from", "?")
         action = self.info.get("action", "deploy")
-        release = self.info.get("release", "?")
+        release = self.info.get("release")
+        what = f"{action} of {release}" if release else action
         started = self.info.get("started", "?")
         age = f"{self.age_seconds}s ago" if self.age_seconds is not None else "at an unknown time"
-        return (
-            f"held by {who}@{where} ({action} of {release}, run {self.info.get('run_id', '?')}),"
+        text = (
+            f"held by {who}@{where} ({what}, run {self.info.get('run_id', '?')}),"
             f" started {started}, {age}"
         )
+        if self.finishing_seconds is not None:
+            text += (
+                f"; that run recorded its outcome {self.finishing_seconds}s ago and was cleaning"
+                f" up (only pruning was left): the next deploy takes this lock over once it is"
+                f" {STALE_FINISH}s old, or `invoke unlock` now is safe if that run has ended"
+            )
+        return text
+
+
+@dataclass(frozen=True)
+class Unremovable:
+    """A release (not the live one) holding a directory the deploy user cannot empty."""
+
+    release: str
+    owner: str
+    path: str  # relative to the release
 
 
 @dataclass(frozen=True)
@@ -46,29 +66,38 @@ class HostFacts:
     raw_current: str = field(default="", compare=False)
     manifest_digest: str | None = None  # sha256 of the current release's MANIFEST
     baseline: Baseline | None = None  # its files, when asked for (delta uploads)
+    foreign: tuple[tuple[str, str], ...] = ()  # (kind, name) in deploy_to we did not create
+    unremovable: tuple[Unremovable, ...] = ()
+    stale_lock: dict[str, Any] | None = None  # a recorded run's lock we took over
 
 
 def parse_facts(output: str) -> HostFacts:
     """Read the `@@<key> <value>` lines `scripts.prepare` prints. Every value a host's files
     decide is base64 (see `_decode`), so no file content can pose as a marker; only the first
-    line of each key counts, and anything malformed reads as absent, never as something else.
+    line of each key counts (`foreign` and `unremovable` are one line per entry), and
+    anything malformed reads as absent, never as something else.
     """
     values: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {"foreign": [], "unremovable": []}
     for line in output.splitlines():
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
-            values.setdefault(key, value.strip())
+            if key in repeated:
+                repeated[key].append(_decode(value.strip()))
+            else:
+                values.setdefault(key, value.strip())
     lock = values.get("lock", "")
     held = lock == "held"
-    holder_info: dict[str, Any] | None = None
-    if "lockinfo" in values:
-        text = _decode(values["lockinfo"])
-        try:
-            holder_info = json.loads(text) if text.strip() else {}
-        except ValueError:
-            holder_info = {"raw": text.strip()}
-        if not isinstance(holder_info, dict):
-            holder_info = {"raw": text.strip()}
+    holder_info = _json(_decode(values["lockinfo"])) if "lockinfo" in values else None
+    stale = _json(_decode(values["lockstale"])) if "lockstale" in values else None
+    foreign = []
+    for entry in repeated["foreign"]:
+        kind, _, name = entry.partition("\t")
+        foreign.append((kind.strip(), name))
+    unremovable = []
+    for entry in repeated["unremovable"]:
+        release, owner, path = (entry.split("\t", 2) + ["", ""])[:3]
+        unremovable.append(Unremovable(release.strip(), owner, path))
     current = _decode(values.get("current", "")).strip()
     current_id = posixpath.basename(current.rstrip("/")) if current else None
     if current_id is not None and not is_safe_name(current_id):
@@ -94,10 +123,19 @@ def parse_facts(output: str) -> HostFacts:
         history=tuple(parse_records(_decode(values.get("history", "")).splitlines())),
         free_kb=_int(values.get("df")),
         lock_acquired=lock == "acquired",
-        lock_holder=LockHolder(holder_info or {}, _int(values.get("lockage"))) if held else None,
+        lock_holder=(
+            LockHolder(
+                holder_info or {}, _int(values.get("lockage")), _int(values.get("lockfinishing"))
+            )
+            if held
+            else None
+        ),
         raw_current=current,
         manifest_digest=digest,
         baseline=baseline,
+        foreign=tuple(foreign),
+        unremovable=tuple(unremovable),
+        stale_lock=stale,
     )
 
 
@@ -129,6 +167,14 @@ def _decode(value: str) -> str:
 
 def _int(value: str | None) -> int | None:
     try:
-        return int(value) if value is not None else None
+        return int(value.strip()) if value is not None else None
     except ValueError:
         return None
+
+
+def _json(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if value.strip() else {}
+    except ValueError:
+        return {"raw": value.strip()}
+    return parsed if isinstance(parsed, dict) else {"raw": value.strip()}

@@ -22,6 +22,12 @@ EXIT_VERIFY = 68  # a release's files do not match the MANIFEST they must match
 
 MARK = "@@"
 FREE_KB = "awk 'NR==2 {print $4}'"  # the "Available" column of `df -Pk`
+# A run's own temporary `current` link is `.current.<run id>` (12 hex digits, see
+# runner.new_run_id). Debris of a killed run is removed only when it is exactly that: a
+# symlink with such a name pointing into our releases/. Anything else is someone else's.
+_OWN_LINK = "[0-9a-f]" * 12
+FINISHING = "finishing"  # a file in the lock directory: the run's outcome is recorded
+STALE_FINISH = 300  # seconds after which a recorded run's unfinished cleanup no longer holds
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import posixpath
 
 from deployer.remote.scripts.common import (
+    _OWN_LINK,
     EXIT_LOCK_HELD,
     EXIT_UNSAFE_LAYOUT,
+    FINISHING,
     FREE_KB,
     MARK,
+    STALE_FINISH,
     Layout,
 )
 from deployer.remote.shell import Script, cmd, lines, q
@@ -46,15 +49,17 @@ def prepare(
         ]
     baseline_lines.append("fi")
     info = posixpath.join(layout.lock, "info")
+    finishing = posixpath.join(layout.lock, FINISHING)
     lock_time = f"$(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s)"
-    # Without a lock to take (status, releases), just report any holder.
-    lock_lines: list[str] = [
-        f"if [ -d {q(layout.lock)} ]; then",
+    finish_age = f"$(( $(date +%s) - $(stat -c %Y {q(finishing)} 2>/dev/null || date +%s) ))"
+    holder = [
         f"  echo {q(MARK + 'lock held')}",
         "  " + _section("lockinfo", cmd("head", "-c", 2000, info)),
         f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
-        "fi",
+        f'  if [ -f {q(finishing)} ]; then echo {q(MARK + "lockfinishing")} "{finish_age}"; fi',
     ]
+    # Without a lock to take (status, releases), just report any holder.
+    lock_lines: list[str] = [f"if [ -d {q(layout.lock)} ]; then", *holder, "fi"]
     if lock_info is not None:
         takeover_lines = []
         if takeover:
@@ -69,10 +74,15 @@ def prepare(
             f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
             f"  echo {q(MARK + 'lock acquired')}",
             *takeover_lines,
+            # A run whose outcome is recorded and whose finish stopped part-way (killed, host
+            # rebooted) left only cleanup undone: after STALE_FINISH seconds, the lock is ours.
+            f"elif [ -f {q(finishing)} ] && [ {finish_age} -gt {STALE_FINISH} ]; then",
+            "  " + _section("lockstale", cmd("head", "-c", 2000, info)),
+            f"  rm -f {q(finishing)}",
+            f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
+            f"  echo {q(MARK + 'lock acquired')}",
             "else",
-            f"  echo {q(MARK + 'lock held')}",
-            "  " + _section("lockinfo", cmd("head", "-c", 2000, info)),
-            f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
+            *holder,
             f"  exit {EXIT_LOCK_HELD}",
             "fi",
         ]
@@ -89,6 +99,7 @@ def prepare(
             _section("releases", cmd("ls", "-1", layout.releases)),
             _section("history", cmd("tail", "-n", history_lines, layout.history)),
             baseline_lines,
+            _foreign_and_unremovable(layout),
             # Free space where releases will land; before a first deploy (a read-only
             # preflight) the root does not exist yet, so ask its nearest existing parent.
             f"df_dir={q(layout.root)}",
@@ -120,3 +131,31 @@ def refuse_symlinks(layout: Layout) -> list[str]:
             f"if [ -L {q(path)} ]; then echo {q(message)} >&2; exit {EXIT_UNSAFE_LAYOUT}; fi"
         )
     return out
+
+
+def _foreign_and_unremovable(layout: Layout) -> list[str]:
+    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`), and
+    releases other than the live one holding a non-empty directory we do not own, which
+    pruning could not delete (`@@unremovable`). One line each, its value the base64 of
+    `KIND<TAB>NAME` or `RELEASE<TAB>OWNER<TAB>PATH`: the names are the host's to choose."""
+    root, releases = q(layout.root), q(layout.releases)
+    return [
+        f"if [ -d {root} ]; then for entry in {root}/* {root}/.[!.]*; do",
+        '  [ -e "$entry" ] || [ -L "$entry" ] || continue',
+        "  name=${entry##*/}",
+        '  case "$name" in releases|shared|current|.deploy) continue ;; esac',
+        f'  case "$name" in .current.{_OWN_LINK}) [ -L "$entry" ] && continue ;; esac',
+        '  kind=file; [ -L "$entry" ] && kind=symlink; [ -d "$entry" ] && [ ! -L "$entry" ]'
+        " && kind=directory",
+        f"  printf '%s %s\\n' {q(MARK + 'foreign')}"
+        ' "$(printf \'%s\\t%s\' "$kind" "$name" | base64 -w0)"',
+        "done; fi",
+        f'live="$(readlink {q(layout.current)} || true)"',
+        f"if [ -d {releases} ]; then for release in {releases}/*; do",
+        '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
+        '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
+        " -printf '%u\\t%P' -quit 2>/dev/null || true)",
+        f"  if [ -n \"$found\" ]; then printf '%s %s\\n' {q(MARK + 'unremovable')}"
+        ' "$(printf \'%s\\t%s\' "${release##*/}" "$found" | base64 -w0)"; fi',
+        "done; fi",
+    ]
