@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.delta import Baseline, parse_baseline
 from deployer.history import Record, parse_records
+from deployer.release import RELEASE_ID_RE
 from deployer.remote.scripts import MARK, STALE_FINISH
 
 
@@ -67,69 +72,64 @@ class HostFacts:
 
 
 def parse_facts(output: str) -> HostFacts:
-    section = ""
-    current = ""
-    releases: list[str] = []
-    history: list[str] = []
-    free_kb: int | None = None
-    acquired = False
-    holder_info: dict[str, Any] | None = None
-    age: int | None = None
-    held = False
-    digest: str | None = None
-    finishing: int | None = None
-    stale: dict[str, Any] | None = None
-    foreign: list[tuple[str, str]] = []
-    unremovable: list[Unremovable] = []
-    sections: dict[str, list[str]] = {"manifest": [], "modes": []}
+    """Read the `@@<key> <value>` lines `scripts.prepare` prints. Every value a host's files
+    decide is base64 (see `_decode`), so no file content can pose as a marker; only the first
+    line of each key counts (`foreign` and `unremovable` are one line per entry), and
+    anything malformed reads as absent, never as something else.
+    """
+    values: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {"foreign": [], "unremovable": []}
     for line in output.splitlines():
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
-            if key == "lock":
-                acquired = value.strip() == "acquired"
-                held = value.strip() == "held"
-            elif key == "lockinfo":
-                holder_info = _json(value)
-            elif key == "lockage":
-                age = _int(value)
-            elif key == "lockfinishing":
-                finishing = _int(value)
-            elif key == "lockstale":
-                stale = _json(value)
-            elif key == "foreign":
-                kind, _, name = value.partition("\t")
-                foreign.append((kind.strip(), name))
-            elif key == "unremovable":
-                release, owner, path = (value.split("\t", 2) + ["", ""])[:3]
-                unremovable.append(Unremovable(release.strip(), owner, path))
-            elif key == "current":
-                current = value.strip()
-            elif key == "manifest_digest":
-                digest = value.strip() or None
-            elif key == "df":
-                try:
-                    free_kb = int(value.strip())
-                except ValueError:
-                    free_kb = None
-            section = key
-            continue
-        if section == "releases" and line.strip():
-            releases.append(line.strip())
-        elif section == "history":
-            history.append(line)
-        elif section in sections:
-            sections[section].append(line)
+            if key in repeated:
+                repeated[key].append(_decode(value.strip()))
+            else:
+                values.setdefault(key, value.strip())
+    lock = values.get("lock", "")
+    held = lock == "held"
+    holder_info = _json(_decode(values["lockinfo"])) if "lockinfo" in values else None
+    stale = _json(_decode(values["lockstale"])) if "lockstale" in values else None
+    foreign = []
+    for entry in repeated["foreign"]:
+        kind, _, name = entry.partition("\t")
+        foreign.append((kind.strip(), name))
+    unremovable = []
+    for entry in repeated["unremovable"]:
+        release, owner, path = (entry.split("\t", 2) + ["", ""])[:3]
+        unremovable.append(Unremovable(release.strip(), owner, path))
+    current = _decode(values.get("current", "")).strip()
     current_id = posixpath.basename(current.rstrip("/")) if current else None
+    if current_id is not None and not is_safe_name(current_id):
+        current_id = None
+    releases = [r for r in _decode(values.get("releases", "")).splitlines() if is_safe_name(r)]
+    digest = values.get("manifest_digest", "").lower() or None
+    if digest is not None and not _SHA256.fullmatch(digest):
+        digest = None
     baseline = None
-    if current_id and digest and sections["manifest"]:
-        baseline = parse_baseline(current_id, digest, sections["manifest"], sections["modes"])
+    if current_id and RELEASE_ID_RE.fullmatch(current_id) and digest and "manifest" in values:
+        manifest = _decode_bytes(values["manifest"])
+        # The host's own digest must be the digest of the content it sent.
+        if hashlib.sha256(manifest).hexdigest() == digest:
+            baseline = parse_baseline(
+                current_id,
+                digest,
+                manifest.decode("utf-8", "replace").splitlines(),
+                _decode(values.get("modes", "")).splitlines(),
+            )
     return HostFacts(
         current=current_id,
         releases=tuple(sorted(releases)),
-        history=tuple(parse_records(history)),
-        free_kb=free_kb,
-        lock_acquired=acquired,
-        lock_holder=LockHolder(holder_info or {}, age, finishing) if held else None,
+        history=tuple(parse_records(_decode(values.get("history", "")).splitlines())),
+        free_kb=_int(values.get("df")),
+        lock_acquired=lock == "acquired",
+        lock_holder=(
+            LockHolder(
+                holder_info or {}, _int(values.get("lockage")), _int(values.get("lockfinishing"))
+            )
+            if held
+            else None
+        ),
         raw_current=current,
         manifest_digest=digest,
         baseline=baseline,
@@ -139,9 +139,35 @@ def parse_facts(output: str) -> HostFacts:
     )
 
 
-def _int(value: str) -> int | None:
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_safe_name(name: str) -> bool:
+    """A release directory name that is one path component: no `/`, no `.`/`..`, no hidden
+    names, no control characters. (A delta base must also match the release-id pattern.)"""
+    return (
+        bool(name)
+        and "/" not in name
+        and not name.startswith(".")
+        and name.isprintable()
+        and len(name) <= 255
+    )
+
+
+def _decode_bytes(value: str) -> bytes:
     try:
-        return int(value.strip())
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        return b""
+
+
+def _decode(value: str) -> str:
+    return _decode_bytes(value).decode("utf-8", "replace")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value.strip()) if value is not None else None
     except ValueError:
         return None
 

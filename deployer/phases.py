@@ -7,6 +7,7 @@ step works on a DeployState that says where every host is. Emits events; never p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -180,17 +181,15 @@ def recovery_hint(plan: DeployPlan) -> str:
 def stage(
     plan: DeployPlan, release: Release, runner: Runner, state: DeployState, bus: EventBus
 ) -> None:
+    """Stage the release on every host. Whatever a host sent, it ends with a tree checked
+    against the MANIFEST inside the archive (see `scripts.stage`); what one host says never
+    decides what another receives: a delta goes only to a host whose own current release is
+    the baseline (its id and MANIFEST digest), linked from its own copy of that release."""
     shared = plan.playbook.shared
     delta = _delta_for(plan, release, state, bus)
+    manifest_sha256 = hashlib.sha256(release.manifest_text().encode()).hexdigest()
 
-    def stage_one(hp: HostPlan) -> None:
-        facts = state.facts[hp.name]
-        if plan.release_id in facts.releases:
-            # Renamed into place only after full verification: nothing to send (resuming).
-            state.staged.add(hp.name)
-            return
-        use = delta if delta and facts.manifest_digest == delta[0].digest else None
-        upload = use[1] if use else None
+    def send(hp: HostPlan, upload: Delta | None) -> None:
         runner.step(
             hp.host,
             scripts.stage(
@@ -208,6 +207,38 @@ def stage(
             ),
             progress=True,
         )
+
+    def stage_one(hp: HostPlan) -> None:
+        facts = state.facts[hp.name]
+        if plan.release_id in facts.releases:
+            # Staged before (a resumed run): reused only if it still verifies, else re-staged.
+            templates = sum(1 for f in hp.host_files.files if not f.shared)
+            check = scripts.verify_release(hp.layout, plan.release_id, manifest_sha256, templates)
+            if scripts.MARK + "verified" in runner.step(hp.host, check).output.splitlines():
+                state.staged.add(hp.name)
+                return
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=f"{hp.name}: {hp.layout.release(plan.release_id)} exists but does not"
+                    " verify against this release's MANIFEST; staging it again",
+                )
+            )
+        upload = delta[1] if delta and _delta_fits(facts, delta[0]) else None
+        try:
+            send(hp, upload)
+        except RemoteCommandError as exc:
+            if upload is None or exc.remote_exit_code != scripts.EXIT_VERIFY:
+                raise
+            # Its copy of the base release was edited in place: never carried forward.
+            bus.emit(
+                Notice(
+                    level="warning",
+                    text=f"{hp.name}: files linked from {upload.base} do not match this"
+                    " release's MANIFEST (edited in place?); sending the whole release",
+                )
+            )
+            send(hp, None)
         state.staged.add(hp.name)
 
     failed = failures(runner.each(plan.hosts, stage_one))
@@ -219,18 +250,33 @@ def stage(
         )
 
 
+def _delta_fits(facts: HostFacts, baseline: Baseline) -> bool:
+    """This host's own word: its current release is the baseline's (id and MANIFEST digest),
+    and that release is one of its own releases. The base must match the release-id pattern
+    (checked when the facts were parsed and again by `scripts.stage`)."""
+    return (
+        facts.current == baseline.release_id
+        and facts.manifest_digest == baseline.digest
+        and baseline.release_id in facts.releases
+    )
+
+
 def _delta_for(
     plan: DeployPlan, release: Release, state: DeployState, bus: EventBus
 ) -> tuple[Baseline, Delta] | None:
-    """A delta against the leader's current release, if that saves anything; hosts whose
-    current MANIFEST matches the leader's get it, the others the full archive."""
-    baseline = state.facts[plan.hosts[0].name].baseline
+    """A delta against the leader's current release, if that saves anything. The leader's
+    MANIFEST content was checked against its own digest when parsed; which hosts get the
+    delta is judged per host (`_delta_fits`), and each host verifies what it assembled."""
+    leader = state.facts[plan.hosts[0].name]
+    baseline = leader.baseline
     if baseline is None or baseline.release_id == plan.release_id:
+        return None
+    if not _delta_fits(leader, baseline):
         return None
     delta = build_delta(release, baseline, release.archive.parent)
     if delta.archive_size >= release.archive_size:
         return None
-    users = [n for n, f in state.facts.items() if f.manifest_digest == baseline.digest]
+    users = [n for n, f in state.facts.items() if _delta_fits(f, baseline)]
     bus.emit(
         Notice(
             level="info",

@@ -3,8 +3,9 @@ responder function, so orchestration can be tested without hosts. Never used by 
 
 from __future__ import annotations
 
+import base64
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from deployer.config.model import Host
@@ -15,9 +16,39 @@ Responder = Callable[[Host, Script], Result]
 HttpResponder = Callable[[Host, str, int], bytes]
 
 
+def prepare_output(
+    *,
+    lock: str = "acquired",
+    current: str = "",
+    releases: Sequence[str] = (),
+    history: Sequence[str] = (),
+    lockinfo: str | None = None,
+    lockage: int | None = None,
+    free_kb: int = 999999,
+) -> str:
+    """What `scripts.prepare` prints on a host in this state (file contents base64-encoded)."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    out = [f"@@lock {lock}"]
+    if lockinfo is not None:
+        out.append(f"@@lockinfo {b64(lockinfo)}")
+    if lockage is not None:
+        out.append(f"@@lockage {lockage}")
+    out += [
+        f"@@current {b64(current)}",
+        f"@@releases {b64(''.join(r + chr(10) for r in releases))}",
+        f"@@history {b64(''.join(h + chr(10) for h in history))}",
+        f"@@df {free_kb}",
+        "@@end",
+    ]
+    return "\n".join(out) + "\n"
+
+
 def default_responder(host: Host, script: Script) -> Result:
     if script.step == "prepare":
-        return Result(0, "@@lock acquired\n@@current \n@@releases\n@@history\n@@df 999999\n@@end\n")
+        return Result(0, prepare_output())
     return Result(0, "")
 
 

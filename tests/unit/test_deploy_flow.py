@@ -11,7 +11,7 @@ from deployer.errors import DeployFailed, LockHeldError
 from deployer.events import EventBus
 from deployer.plan import build_plan
 from deployer.release import build_release
-from deployer.remote.recording import RecordingTransport, default_responder
+from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.transport import Result
 from deployer.runner import Runner
 
@@ -92,7 +92,7 @@ def test_happy_path_steps_and_session_count(setup):
     assert transport.calls[0][0] == "h1" and transport.calls[0][1].step == "prepare"
     assert sorted(transport.connected) == ["h2", "h3", "h4"]
     prepares = {h: s.render() for h, s in transport.calls if s.step == "prepare"}
-    assert "echo @@manifest\n" in prepares["h1"] and "echo @@manifest\n" not in prepares["h2"]
+    assert "@@manifest;" in prepares["h1"] and "@@manifest;" not in prepares["h2"]
     # Migration runs once, before any switch.
     order = [s.step for _, s in transport.calls]
     assert order.count("migrate") == 1
@@ -107,7 +107,8 @@ def test_lock_held_anywhere_changes_nothing_and_releases_ours(setup):
     def responder(host, script):
         if script.step == "prepare" and host.name == "h3":
             return Result(
-                75, '@@lock held\n@@lockinfo {"user": "bob", "run_id": "x"}\n@@lockage 7\n'
+                75,
+                prepare_output(lock="held", lockinfo='{"user": "bob", "run_id": "x"}', lockage=7),
             )
         return default_responder(host, script)
 
@@ -147,8 +148,7 @@ def test_unhealthy_second_batch_reverts_both_batches_and_warns_about_db(setup):
         if script.step == "prepare":
             return Result(
                 0,
-                f"@@lock acquired\n@@current /srv/app/releases/{previous}\n"
-                f"@@releases\n{previous}\n@@history\n@@df 99999\n",
+                prepare_output(current=f"/srv/app/releases/{previous}", releases=[previous]),
             )
         return default_responder(host, script)
 

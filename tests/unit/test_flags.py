@@ -21,7 +21,7 @@ from deployer.flags.push import list_flags, set_flag
 from deployer.flags.remote import parse_read, read_flags
 from deployer.history import Record, parse_records, release_stack, rollback_target
 from deployer.remote import scripts
-from deployer.remote.recording import RecordingTransport
+from deployer.remote.recording import RecordingTransport, prepare_output
 from deployer.remote.scripts import Layout
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
@@ -409,10 +409,7 @@ def project(tmp_path: Path) -> api.Project:
 
 
 def prepare_out(current: str = "R1", lock: str = "acquired") -> str:
-    return (
-        f"@@lock {lock}\n@@current /srv/app/releases/{current}\n@@releases\n{current}\n"
-        "@@history\n@@df 999999\n@@end\n"
-    )
+    return prepare_output(lock=lock, current=f"/srv/app/releases/{current}", releases=[current])
 
 
 def test_set_locks_edits_the_file_pushes_and_records(project: api.Project) -> None:

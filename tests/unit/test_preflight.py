@@ -22,7 +22,7 @@ from deployer.health import Probe
 from deployer.history import Record
 from deployer.plan import build_plan
 from deployer.release import build_release
-from deployer.remote.recording import RecordingTransport, default_responder
+from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.reporters import TerminalReporter
@@ -398,7 +398,7 @@ def test_a_blocking_checklist_stops_the_deploy_before_staging(tmp_path: Path) ->
 
     def responder(host: Host, script: Script) -> Result:
         if script.step == "prepare" and host.name == "h2":
-            return Result(0, "@@lock acquired\n@@current \n@@releases\n@@history\n@@df 1\n")
+            return Result(0, prepare_output(free_kb=1))
         return default_responder(host, script)
 
     transport = RecordingTransport(responder=responder)

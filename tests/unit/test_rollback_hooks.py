@@ -15,7 +15,7 @@ from deployer.events import EventBus
 from deployer.history import Record
 from deployer.hooks import rollback_hosts
 from deployer.plan import DeployPlan, build_plan
-from deployer.remote.recording import RecordingTransport
+from deployer.remote.recording import RecordingTransport, prepare_output
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.rollback import rollback
@@ -69,11 +69,7 @@ def record(release: str, previous: str | None = None, **extra: object) -> str:
 def facts(current: str, releases: list[str], history: list[str]) -> Result:
     return Result(
         0,
-        f"@@lock acquired\n@@current /srv/app/releases/{current}\n@@releases\n"
-        + "".join(f"{r}\n" for r in releases)
-        + "@@history\n"
-        + "".join(f"{h}\n" for h in history)
-        + "@@df 999999\n@@end\n",
+        prepare_output(current=f"/srv/app/releases/{current}", releases=releases, history=history),
     )
 
 

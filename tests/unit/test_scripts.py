@@ -1,5 +1,7 @@
 """The remote command layer: exact script text, quoting of hostile values."""
 
+import pytest
+
 from deployer.remote import scripts
 from deployer.remote.shell import Raw, Script, cmd
 
@@ -80,19 +82,17 @@ def test_stage_hashes_while_unpacking_and_renames_last(tmp_path):
             f'if [ "${{sum%% *}}" != {"ab" * 32} ]; then echo',
             f"exit {scripts.EXIT_CHECKSUM}; fi",
             '[ "$unpacked" = yes ] || {',
+            f"(cd {staging}/tree && sha256sum -c --quiet --strict MANIFEST) >&2",
             "head -c 4 | tar -xf -",
             "ln -s /srv/app/shared/log",
             "chmod -R a-w",
+            f"mv -T /srv/app/releases/{RID} {staging}/replaced",
             f"mv -T {staging}/tree /srv/app/releases/{RID}",
         )
     ]
     assert order == sorted(order)
-    # The archive checksum covers every unpacked byte: the whole tree is hashed again only
-    # to reuse a release of the same id already in place.
+    # The whole tree is checked once, against the MANIFEST that came in the archive.
     assert text.count("sha256sum -c") == 1
-    assert text.index("sha256sum -c --quiet MANIFEST") > text.index(
-        f"if [ -e /srv/app/releases/{RID} ]; then"
-    )
     assert "(umask 077 && : > /srv/app/shared/.env)" in text
     assert script.stdin.segments == (archive, b"tar!")
     assert script.stdin.size == 14
@@ -120,7 +120,49 @@ def test_stage_delta_links_the_rest_from_the_base_release(tmp_path):
         f" xargs -0 -r cp -l --parents -t /srv/app/.deploy/staging/{RID}.r1/tree --)"
     )
     assert text.index(link) > text.index('[ "$unpacked" = yes ]')
+    # Linked files are verified like sent ones (issue 14: an edited base was carried forward).
+    assert text.index(f"(cd /srv/app/.deploy/staging/{RID}.r1/tree && sha256sum -c") > text.index(
+        link
+    )
     assert script.stdin.segments == (archive, b"gz")
+
+
+def test_stage_refuses_a_base_that_is_not_a_release_id(tmp_path):
+    with pytest.raises(ValueError, match="not a release id"):
+        scripts.stage(
+            L, RID, "r1", archive=tmp_path, archive_size=1, archive_sha256="cd" * 32,
+            host_files=b"", shared_dirs=[], shared_files=[], base="../../etc", link_list=b"x",
+        )  # fmt: skip
+
+
+def test_verify_release_checks_digest_content_and_file_count():
+    text = scripts.verify_release(L, RID, "ef" * 32, 2).render()
+    final = f"/srv/app/releases/{RID}"
+    assert f'[ "$(sha256sum < {final}/MANIFEST | cut -c1-64)" = {"ef" * 32} ]' in text
+    assert f"(cd {final} && sha256sum -c --quiet --strict MANIFEST)" in text
+    assert f'= "$(( $(wc -l < {final}/MANIFEST) + 1 + 2 ))" ]; then' in text
+
+
+def test_shared_template_goes_through_mktemp_beside_its_target():
+    files = scripts.HostFiles.pack(
+        [scripts.RenderedFile("config/db.env", 0o600, b"pw", shared=True)]
+    )
+    text = scripts.stage(
+        L, RID, "r1", archive=b"", archive_size=0, archive_sha256="ab" * 32,
+        host_files=files, shared_dirs=[], shared_files=[],
+    ).render()  # fmt: skip
+    assert "tmp=$(mktemp -p /srv/app/shared/config .db.env.tmp.XXXXXXXXXX)" in text
+    assert "if [ -L /srv/app/shared/config ]; then" in text
+    assert 'mv -fT "$tmp" /srv/app/shared/config/db.env' in text
+
+
+def test_prepare_refuses_symlinks_under_deploy_to_but_not_deploy_to_itself():
+    text = scripts.prepare(L, lock_info="{}").render()
+    for path in ("releases", "shared", ".deploy", ".deploy/staging"):
+        assert f"if [ -L /srv/app/{path} ]; then" in text
+    assert "[ -L /srv/app ]" not in text
+    first_mkdir = text.index("mkdir -p /srv/app/releases")
+    assert text.index("if [ -L /srv/app/releases ]") < first_mkdir
 
 
 def test_finish_never_prunes_current_and_unlocks_only_own_lock():

@@ -410,12 +410,13 @@ def test_stage_creates_templates_owner_only_and_widens_only_non_secret_ones() ->
         " --no-same-permissions)",
         f"chmod 0644 {tree}/config/app.ini",
         "mkdir -p /srv/app/shared",
-        "(umask 077 && head -c 18 > /srv/app/shared/.env.tmp-r1 &&"
-        ' [ "$(stat -c %s /srv/app/shared/.env.tmp-r1)" = 18 ])'
-        " || { rm -f /srv/app/shared/.env.tmp-r1;"
+        # An unpredictable name (issue 14), created 0600 by mktemp beside its target.
+        "tmp=$(mktemp -p /srv/app/shared .env.tmp.XXXXXXXXXX)",
+        '(umask 077 && head -c 18 > "$tmp" && [ "$(stat -c %s "$tmp")" = 18 ])'
+        ' || { rm -f "$tmp";'
         " echo 'writing /srv/app/shared/.env failed (short read or full disk)' >&2; exit 1; }",
-        "chmod 0640 /srv/app/shared/.env.tmp-r1",
-        "mv -fT /srv/app/shared/.env.tmp-r1 /srv/app/shared/.env",
+        'chmod 0640 "$tmp"',
+        'mv -fT "$tmp" /srv/app/shared/.env',
         f"rm -rf {tree}/.env",
         f"ln -s /srv/app/shared/.env {tree}/.env",
         "echo '",
@@ -439,7 +440,7 @@ def test_a_shared_template_under_a_shared_dir_is_not_linked_again() -> None:
         shared_dirs=["config"],
         shared_files=[],
     ).render()
-    assert "mv -fT /srv/app/shared/config/.env.tmp-r1 /srv/app/shared/config/.env" in text
+    assert 'mv -fT "$tmp" /srv/app/shared/config/.env' in text
     assert "tree/config/.env" not in text  # reached through the config/ link
     assert "chmod 0600" not in text  # already created 0600
 
