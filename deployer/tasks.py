@@ -16,6 +16,7 @@ from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
+from deployer.printable import printable
 from deployer.taskkit import echo, handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,7 +84,7 @@ def deploy(
         strict=strict,
     )
     if isinstance(result, str):
-        print(result, end="")
+        print(printable(result), end="")  # the dry run: inventory data reaches it
 
 
 @task(
