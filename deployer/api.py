@@ -52,7 +52,7 @@ from deployer.reporters import RunRecorder
 from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id
-from deployer.secrets import Secret, resolve_secrets
+from deployer.secrets import Secret, mask, resolve_secrets
 from deployer.traffic import TrafficPlan, plan_traffic
 
 PLACEHOLDER_RELEASE = "00000000T000000Z-0000000"
@@ -136,6 +136,8 @@ def load(
     inventory = load_inventory(project.inventories, env)
     book = load_playbook(project.playbook_path(playbook))
     validate_templates_exist(book, project.templates)
+    if book.notify.webhook_url_env and (url := os.environ.get(book.notify.webhook_url_env)):
+        mask(url)  # masked before any hook runs: local hooks inherit the environment
     hosts = select_hosts(inventory, limit)
     return Loaded(project, env, inventory, book, hosts)
 
@@ -286,6 +288,7 @@ def deploy(
             env=loaded.env,
             source=_source_state(loaded, release),
             notify_set=_webhook_url_set(loaded),
+            notify_plain_http=_webhook_url(loaded).lower().startswith("http://"),
         )
         bus = _bus(options, loaded.project.runs)
         runner = _runner(loaded, options, bus)
@@ -340,6 +343,7 @@ def preflight(
             env=loaded.env,
             source=_source_state(loaded, release),
             notify_set=_webhook_url_set(loaded),
+            notify_plain_http=_webhook_url(loaded).lower().startswith("http://"),
             config_errors=errors,
         )
         # Only the checklist (and notices) reach the reporters: no step-by-step noise.
@@ -393,8 +397,12 @@ def _source_state(loaded: Loaded, release: Release) -> GitState | str:
 
 
 def _webhook_url_set(loaded: Loaded) -> bool:
+    return bool(_webhook_url(loaded))
+
+
+def _webhook_url(loaded: Loaded) -> str:
     name = loaded.playbook.notify.webhook_url_env
-    return bool(name and os.environ.get(name))
+    return (os.environ.get(name) or "") if name else ""
 
 
 def _resumable(loaded: Loaded) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class LocalFacts:
     source: GitState | str = ""  # a git ref's state, or the directory a release comes from
     notify_env: str | None = None  # notify.webhook.url_env
     notify_set: bool = False  # ... and it holds a URL
+    notify_plain_http: bool = False  # ... an http:// one: token and messages unencrypted
     health_configured: bool = True
     cleanup_sudo: bool = False  # `cleanup: {sudo: true}`
 
@@ -446,6 +447,12 @@ def check_notify(local: LocalFacts) -> CheckItem:
     if not local.notify_set:
         detail = f"notify.webhook.url_env names {local.notify_env}, which is not set"
         return _item(NOTIFY, FAIL, detail, f"export {local.notify_env}=<webhook URL>")
+    if local.notify_plain_http:
+        detail = (
+            f"${local.notify_env} is a plain http:// URL: its token and every message cross"
+            " the network unencrypted"
+        )
+        return _item(NOTIFY, WARN, detail, "use the https:// URL the chat service gives")
     return _item(NOTIFY, PASS, f"webhook from ${local.notify_env}")
 
 
@@ -531,6 +538,7 @@ def local_facts(
     env: str,
     source: GitState | str,
     notify_set: bool,
+    notify_plain_http: bool = False,
     config_errors: Sequence[str] = (),
 ) -> LocalFacts:
     """Facts from this machine: the built release, the rendered plan, the source, settings."""
@@ -551,6 +559,7 @@ def local_facts(
         source=source,
         notify_env=playbook.notify.webhook_url_env,
         notify_set=notify_set,
+        notify_plain_http=notify_plain_http,
         health_configured=bool(playbook.health.http or playbook.health.command),
         cleanup_sudo=playbook.cleanup_sudo,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "COMMAND_TIMEOUT",
     "MASK",
     "Secret",
+    "mask",
     "redact",
     "redact_event",
     "resolve_secrets",
@@ -163,6 +164,12 @@ def _register(value: str) -> None:
         new = {part for part in parts if part and part not in known}
         if new:
             _masks = tuple(sorted(known | new, key=len, reverse=True))
+
+
+def mask(value: str) -> None:
+    """Mask `value` in all output from now on, though it is not a Secret: a value the deployer
+    must hold as plain text, such as the webhook URL (it carries the chat service's token)."""
+    _register(value)
 
 
 def redact(text: str) -> str:

@@ -17,6 +17,7 @@ from invoke.exceptions import Exit
 from deployer import api
 from deployer.errors import DeployerError
 from deployer.events import Subscriber
+from deployer.printable import printable
 from deployer.reporters import JsonLinesReporter, terminal_reporter
 from deployer.secrets import redact
 
@@ -55,7 +56,7 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DeployerError as exc:
-            print(f"error: {redact(str(exc))}", file=sys.stderr)
+            print(f"error: {printable(redact(str(exc)))}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             print(
@@ -66,6 +67,12 @@ def handles_errors(fn: F) -> F:
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo(text: str) -> None:
+    """Print a line built from what hosts report (status, history, lock owners): their
+    terminal control characters are shown as escapes, never obeyed."""
+    print(printable(text))
 
 
 def project() -> api.Project:

@@ -17,8 +17,9 @@ from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
+from deployer.printable import printable
 from deployer.scaffold.tasks import init
-from deployer.taskkit import handles_errors, options, project, require_env
+from deployer.taskkit import echo, handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +86,7 @@ def deploy(
         strict=strict,
     )
     if isinstance(result, str):
-        print(result, end="")
+        print(printable(result), end="")  # the dry run: inventory data reaches it
 
 
 @task(
@@ -184,10 +185,10 @@ def status(
 def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
     width = max(len(r.host) for r in rows)
     if blue_green:
-        print(f"live color: {rows[0].live_color or 'none (traffic never switched)'}")
+        echo(f"live color: {rows[0].live_color or 'none (traffic never switched)'}")
     for r in rows:
         if r.error:
-            print(f"{r.host:<{width}}  UNREACHABLE  {r.error.splitlines()[0]}")
+            echo(f"{r.host:<{width}}  UNREACHABLE  {r.error.splitlines()[0]}")
             continue
         health = {True: "healthy", False: "UNHEALTHY", None: "-"}[r.healthy]
         drift = "  DRIFT" if r.drift else ""
@@ -196,12 +197,12 @@ def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
         if blue_green:
             role = "load balancer" if r.color is None else r.color
             color = f"  [{role}{', live' if r.color and r.color == r.live_color else ''}]"
-        print(
+        echo(
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
             f"  {health}{drift}{lock}{color}"
         )
         if r.foreign:  # reported, never deleted: not ours
-            print(f"{'':<{width}}  not created by this tool, left alone: {', '.join(r.foreign)}")
+            echo(f"{'':<{width}}  not created by this tool, left alone: {', '.join(r.foreign)}")
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))
@@ -217,11 +218,11 @@ def releases(
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     rows = api.status(loaded, api.Options(accept_new_host_keys=accept_new_host_keys), health=False)
     for r in rows:
-        print(f"{r.host}:" + (f" UNREACHABLE {r.error.splitlines()[0]}" if r.error else ""))
+        echo(f"{r.host}:" + (f" UNREACHABLE {r.error.splitlines()[0]}" if r.error else ""))
         for rel in r.releases:
             mark = "*" if rel == r.current else ("<" if rel == r.previous else " ")
             ok = "deployed" if rel in r.successful else "never live"
-            print(f"  {mark} {rel}  ({ok})")
+            echo(f"  {mark} {rel}  ({ok})")
 
 
 @task(
@@ -256,9 +257,9 @@ def history(
         print(json.dumps(data, indent=2))
     else:
         for run in shown:
-            print(_history_line(run))
+            echo(_history_line(run))
         for host, error in errors.items():
-            print(f"{host}: UNREACHABLE  {error.splitlines()[0]}")
+            echo(f"{host}: UNREACHABLE  {error.splitlines()[0]}")
     if errors:
         raise Exit(code=5)  # as status: what is shown misses those hosts
 
@@ -292,9 +293,9 @@ def unlock(
     results = api.unlock(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     for host, held in results.items():
         if isinstance(held, DeployerError):
-            print(f"{host}: could not unlock: {held}")
+            echo(f"{host}: could not unlock: {held}")
         else:
-            print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
+            echo(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
     if any(isinstance(held, DeployerError) for held in results.values()):
         raise Exit(code=5)
     if not any(results.values()):

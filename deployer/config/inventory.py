@@ -24,6 +24,7 @@ from deployer.config.sources import (
     read_source,
     reject_companion,
 )
+from deployer.config.untrusted import Unsafe, check_host_name
 from deployer.config.yamlfile import Node, describe, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
 
@@ -43,7 +44,6 @@ _GROUP_KEYS = ("hosts", "vars", "children")
 _HOST_ALIASES = {"host": "ansible_host", "port": "ansible_port", "user": "ansible_user"}
 _PATH_VARS = ("ansible_ssh_private_key_file", "ssh_key_file", "ssh_known_hosts_file")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_HOST_FORBIDDEN = set(" \t,!&*?[]")
 _ENV_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _GLOB_CHARS = set("*?[")
 
@@ -296,7 +296,8 @@ def _port(value: Any, where: Location) -> int:
 
 def _resolve_path(value: str, root: Path) -> str:
     expanded = Path(value).expanduser()
-    return os.path.normpath(expanded if expanded.is_absolute() else root / expanded)
+    path = os.path.normpath(expanded if expanded.is_absolute() else root / expanded)
+    return Unsafe(path) if isinstance(value, Unsafe) else path  # keep the mark
 
 
 def _error(where: Location, reason: str, hint: str | None = None) -> ConfigError:
@@ -346,13 +347,7 @@ class _Builder:
         self.groups[name].vars.update(variables)
 
     def add_host(self, group: str, name: str, variables: dict[str, Any], where: Location) -> None:
-        if not name.strip() or _HOST_FORBIDDEN & set(name):
-            hint = (
-                "host ranges like web[01:03] are not supported; list each host"
-                if "[" in name
-                else "host names cannot contain spaces or any of , ! & * ? [ ]"
-            )
-            raise _error(where, f"invalid host name {name!r}", hint)
+        check_host_name(name, where)
         host = self.hosts.setdefault(name, _HostEntry(name, where))
         if group not in host.groups:
             host.groups.append(group)

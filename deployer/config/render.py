@@ -1,8 +1,11 @@
 """Jinja2 rendering of config strings and template files, with errors at their file and line.
 
-One shared environment: StrictUndefined (a missing variable is an error, never ""), no
-autoescaping (the output is shell commands and config files, not HTML). Variables whose
-values are themselves templates are rendered when first used, as Ansible does.
+One shared environment, Jinja2's immutable sandbox (a template can read variables, never
+reach Python internals or mutate anything): StrictUndefined (a missing variable is an error,
+never ""), no autoescaping (the output is shell commands and config files, not HTML), and a
+`quote` filter (shell quoting). Variables whose values are themselves templates are rendered
+when first used, as Ansible does, except values marked `Unsafe` (Terraform, inventory
+scripts, host names: config/untrusted.py), which are data and never expanded.
 
 `secrets` is a name the deployer owns: in files under templates/ it gives each declared
 secret's value; in config strings (commands, URLs, paths, hooks) any use of it is an error,
@@ -13,14 +16,17 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from deployer.config.model import Host, Inventory, Location, Playbook, Template
+from deployer.config.untrusted import Unsafe
 from deployer.config.yamlfile import display_path, read_text
 from deployer.errors import ConfigError
 from deployer.secrets import redact
@@ -34,6 +40,7 @@ __all__ = [
     "check_template",
     "check_template_file",
     "host_variables",
+    "quote",
     "render",
     "render_file",
 ]
@@ -48,12 +55,24 @@ SECRETS_IN_COMMANDS_HINT = (
     ' mode: "0600") and have the command read that file'
 )
 
+SANDBOX_HINT = (
+    "templates run in Jinja2's sandbox: use variables, filters and tests, not Python"
+    " attributes or methods that change values"
+)
+
+
+def quote(value: object) -> str:
+    """The `quote` filter: one shell word, as Ansible's (None is the empty word)."""
+    return shlex.quote("" if value is None else str(value))
+
+
 # The output is shell commands and config files, not HTML: escaping would corrupt it.
-_ENV = jinja2.Environment(
+_ENV = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # noqa: S701
 )
+_ENV.filters["quote"] = quote
 _STRING_SOURCE = "<config>"  # jinja filename of templates that come from config strings
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
@@ -159,6 +178,8 @@ def check_template_file(path: Path) -> None:
 
 def render(template: Template, variables: Mapping[str, Any]) -> str:
     """Render a config string; an undefined variable is reported at the string's location."""
+    if isinstance(template.text, Unsafe):
+        return template.text  # data from outside the project's files: never a template
     if not any(marker in template.text for marker in _TEMPLATE_MARKERS):
         return template.text  # most config strings are plain: skip Jinja entirely
     try:
@@ -221,7 +242,7 @@ def host_variables(
         variables.setdefault("ansible_port", host.port)
     if host.user is not None:
         variables.setdefault("ansible_user", host.user)
-    variables["inventory_hostname"] = host.name
+    variables["inventory_hostname"] = Unsafe(host.name)
     variables["group_names"] = sorted(group for group in host.groups if group != "all")
     if inventory is not None:
         variables["groups"] = {group: list(names) for group, names in inventory.groups.items()}
@@ -261,6 +282,8 @@ class _LazyVariables(dict[str, Any]):
         return value
 
     def _expand(self, value: Any) -> Any:
+        if isinstance(value, Unsafe):
+            return value  # data from outside the project's files: never a template
         if isinstance(value, str):
             if not any(marker in value for marker in _TEMPLATE_MARKERS):
                 return value
@@ -301,6 +324,8 @@ def _reason(exc: BaseException) -> tuple[str, str | None]:
         return SECRETS_IN_COMMANDS, SECRETS_IN_COMMANDS_HINT
     if isinstance(exc, UndefinedSecretError):
         return exc.message or "undefined secret", "declare it under secrets: in the playbook"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"unsafe template: {exc.message}", SANDBOX_HINT
     if isinstance(exc, jinja2.UndefinedError):
         match = _UNDEFINED.match(exc.message or "")
         if match:

@@ -4,7 +4,8 @@ output of `terraform output -json`, and an executable script printing Ansible's 
 Each is read into the declarations inventory.py builds every inventory from (groups, group
 variables, hosts with their variables and where each was found), so precedence, groups and
 --limit behave as for YAML. This module never connects to a host; the only thing it runs is the
-inventory script itself.
+inventory script itself. Everything read here but the companion `<env>.vars.yml` is marked
+Unsafe (config/untrusted.py): a cloud tag or a script's output is data, never a template.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deployer.config.model import Location
+from deployer.config.untrusted import check_host_name, mark_unsafe
 from deployer.config.yamlfile import Node, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
 from deployer.localcmd import TimedOut, run_local
@@ -200,6 +202,7 @@ def _read_state(root: Node, env: str, attributes: tuple[str, ...], sink: Invento
     names: dict[str, str] = {}
     for instance in found:
         name, where = _host_name(instance)
+        check_host_name(name, where)  # at the Name tag, before it names anything
         if name in names:
             raise ConfigError(
                 f"host name {name!r} is also that of {names[name]}",
@@ -215,10 +218,11 @@ def _read_state(root: Node, env: str, attributes: tuple[str, ...], sink: Invento
                 hint=f"choose them with terraform_address_attributes in {env}{VARS_SUFFIX}",
             )
         here = instance.node.location()
+        tags = {key: tag[0] for key, tag in instance.tags.items()}
         entries: list[Var] = [
-            ("ansible_host", instance.address.value, instance.address.location()),
-            ("terraform_resource", instance.resource, here),
-            ("terraform_tags", {key: tag[0] for key, tag in instance.tags.items()}, here),
+            ("ansible_host", mark_unsafe(instance.address.value), instance.address.location()),
+            ("terraform_resource", mark_unsafe(instance.resource), here),
+            ("terraform_tags", mark_unsafe(tags), here),
         ]
         groups: list[str] = []
         if role := instance.tag("role"):
@@ -396,7 +400,8 @@ def _read_host_list(root: Node, sink: InventorySink) -> int:
         parts = item.mapping(allowed=_LIST_KEYS, required=("name",))
         entries = _vars(parts.get("vars"))
         if "address" in parts:
-            entries.append(("ansible_host", parts["address"].text(), parts["address"].location()))
+            address = mark_unsafe(parts["address"].text())
+            entries.append(("ansible_host", address, parts["address"].location()))
         groups = _items(parts.get("groups"))
         for child in groups:
             sink.group(child.text(), None, child.location())
@@ -414,7 +419,8 @@ def _vars(node: Node | None) -> list[Var]:
         return []
     hint = 'write variables as an object, e.g. {"ansible_user": "deploy"}'
     return [
-        (key, child.plain(), child.location()) for key, child in node.mapping(hint=hint).items()
+        (key, mark_unsafe(child.plain()), child.location())
+        for key, child in node.mapping(hint=hint).items()
     ]
 
 

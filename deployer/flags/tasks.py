@@ -16,7 +16,7 @@ from invoke.tasks import task
 
 from deployer import api
 from deployer.flags.push import FlagsReport, Pushed, list_flags, push_flags, set_flag
-from deployer.taskkit import handles_errors, options, project, require_env
+from deployer.taskkit import echo, handles_errors, options, project, require_env
 
 __all__ = ["flags"]
 
@@ -60,7 +60,7 @@ def list_(
     if format == "json":
         print(json.dumps(report.to_data(), indent=2))
     else:
-        print(render_report(report))
+        echo(render_report(report))  # what hosts report: no control characters obeyed
     if any(h.error is not None for h in report.hosts):
         raise Exit(code=EXIT_UNREACHABLE)
     if report.has_drift:

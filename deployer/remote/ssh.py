@@ -4,22 +4,20 @@ forward the agent, or put anything but the script on the command line.
 
 Reach follows OpenSSH's habits: `~/.ssh/config` (HostName, User, Port, IdentityFile,
 ProxyJump, UserKnownHostsFile) fills in what the inventory leaves unset, and keys come from
-the inventory, the config, ssh-agent or `~/.ssh/id_*`. Host keys are always checked strictly:
-StrictHostKeyChecking in the config is not honoured, and a config's ProxyJump goes through
-the same checked jump connection as an inventory one."""
+the inventory, the config, ssh-agent or `~/.ssh/id_*`. Host keys are always checked strictly
+against every known_hosts file OpenSSH reads (remote/known_hosts.py): StrictHostKeyChecking in
+the config is not honoured, and a config's ProxyJump goes through the same checked jump
+connection as an inventory one."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
 import shlex
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
@@ -32,17 +30,16 @@ from tenacity import (
 
 from deployer.config.model import Host
 from deployer.errors import ConfigError, DeployerError, HostKeyError, TransportError
+from deployer.remote.known_hosts import (
+    HostKeyPolicy,
+    KnownHostsFiles,
+    disabled_algorithms,
+    host_key_name,
+)
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
 
 CHUNK = 256 * 1024
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style SHA256 fingerprint."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -88,32 +85,6 @@ def parse_jump(spec: str) -> Endpoint:
         port = port.lstrip(":")
         sep = ":" if port else ""
     return Endpoint(address, int(port) if sep and port else None, user or None)
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Unknown keys are refused with their fingerprint, or recorded when explicitly allowed."""
-
-    def __init__(self, host: Host, known_hosts: Path, accept_new: bool, lock: threading.Lock):
-        self.host = host
-        self.known_hosts = known_hosts
-        self.accept_new = accept_new
-        self.lock = lock
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        if not self.accept_new:
-            raise HostKeyError(
-                self.host.name,
-                f"unknown host key for {hostname} ({key.get_name()} {fingerprint(key)});"
-                f" not in {self.known_hosts}",
-                hint="verify the fingerprint out of band, then re-run with --accept-new-host-keys",
-            )
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        with self.lock:
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with self.known_hosts.open("a") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 def _unreachable(name: str, where: str, exc: BaseException) -> TransportError:
@@ -227,7 +198,7 @@ class SSHTransport:
                 " chains of jump hosts are not supported",
                 hint="jump through a single host, or reach it through an ssh tunnel",
             )
-        known_hosts = Path(os.path.expanduser(self._known_hosts_file(host, ssh_config)))
+        files = KnownHostsFiles.for_host(host.known_hosts_file, ssh_config)
         connect_kwargs: dict[str, object] = {
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
@@ -256,23 +227,23 @@ class SSHTransport:
             where = f"{conn.host}:{conn.port}"
             if conn.host != endpoint.address:
                 where += f" ({endpoint.address} in ~/.ssh/config)"
+        # No key is given to paramiko, so it asks the policy about every key it is shown.
+        known = files.keys_for(host_key_name(conn.host, int(conn.port)))
+        if disabled := disabled_algorithms(known):  # only the key types pinned are offered
+            conn.connect_kwargs["disabled_algorithms"] = {"keys": disabled}
         conn.client.set_missing_host_key_policy(
-            _HostKeyPolicy(host, known_hosts, self.accept_new_host_keys, self._known_hosts_lock)
+            HostKeyPolicy(
+                name,
+                files,
+                known,
+                accept_new=self.accept_new_host_keys,
+                lock=self._known_hosts_lock,
+            )
         )
-        if known_hosts.exists():
-            conn.client.load_host_keys(str(known_hosts))
         try:
             self._connect_with_retry(conn)
         except HostKeyError:
             raise
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(
-                name,
-                f"HOST KEY CHANGED for {exc.hostname}: expected {fingerprint(exc.expected_key)},"
-                f" got {fingerprint(exc.key)} ({known_hosts})",
-                hint="if the host was rebuilt, remove its old line from known_hosts and verify"
-                " the new fingerprint; otherwise treat this as an attack",
-            ) from None
         except paramiko.AuthenticationException as exc:
             raise TransportError(
                 name,
@@ -294,17 +265,6 @@ class SSHTransport:
         if transport is not None:
             transport.set_keepalive(self.keepalive)
         return conn
-
-    @staticmethod
-    def _known_hosts_file(host: Host, ssh_config: dict[str, object]) -> str:
-        """The inventory's `ssh_known_hosts_file`, else the config's first UserKnownHostsFile,
-        else ~/.ssh/known_hosts."""
-        if host.known_hosts_file:
-            return host.known_hosts_file
-        configured = ssh_config.get("userknownhostsfile")
-        if configured:
-            return str(configured).split()[0]
-        return DEFAULT_KNOWN_HOSTS
 
     @staticmethod
     @retry(

@@ -29,6 +29,7 @@ from deployer.events import (
     Subscriber,
     UploadProgress,
 )
+from deployer.printable import printable_event
 from deployer.reporters.terminal import TerminalReporter, _size, one_line
 from deployer.secrets import redact_event
 
@@ -92,7 +93,8 @@ class LiveReporter:
     # ------------------------------------------------------------------ events
 
     def __call__(self, event: Event) -> None:
-        event = redact_event(event)  # whoever emitted it, no secret gets out
+        # Whoever emitted it, no secret gets out and no host's output drives the terminal.
+        event = printable_event(redact_event(event))
         with self._lock:
             kept = self._update(event)
             self._write(kept)

@@ -20,6 +20,7 @@ from deployer.events import (
     StepStarted,
     UploadProgress,
 )
+from deployer.printable import printable_event
 from deployer.secrets import redact_event
 
 _MARKS = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
@@ -113,7 +114,8 @@ class TerminalReporter:
             self.stream.flush()
 
     def __call__(self, event: Event) -> None:
-        event = redact_event(event)  # whoever emitted it, no secret gets out
+        # Whoever emitted it, no secret gets out and no host's output drives the terminal.
+        event = printable_event(redact_event(event))
         for text in self.lines(event):
             self._out(text)
 

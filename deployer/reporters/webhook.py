@@ -27,7 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from deployer.errors import ConfigError
 from deployer.events import BatchFinished, BatchStarted, Event, RunFinished, RunStarted
 from deployer.runner import operator
-from deployer.secrets import redact_event
+from deployer.secrets import mask, redact_event
 
 __all__ = ["WebhookReporter", "webhook_target"]
 
@@ -83,6 +83,7 @@ class WebhookReporter:
     ) -> None:
         self.target = webhook_target(url)
         self._url = url
+        mask(url)  # never shown, whoever prints it (a hook echoing the environment)
         self.user = user or operator()
         self.timeout = timeout
         self.retries = retries

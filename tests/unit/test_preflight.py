@@ -416,3 +416,11 @@ def test_a_blocking_checklist_stops_the_deploy_before_staging(tmp_path: Path) ->
     assert sorted(h for h, s in transport.calls if s.step == "unlock") == ["h1", "h2"]
     checklist = next(e for e in events if isinstance(e, Checklist))
     assert checklist.blocking == ("disk", "migration")
+
+
+def test_a_plain_http_webhook_url_is_a_warning() -> None:
+    """Issue 14: an http:// webhook sends its token and every message unencrypted."""
+    item = items(local(notify_plain_http=True))["notify"]
+    assert item.status == "warn" and "plain http:// URL" in item.detail
+    assert "https://" in item.remedy
+    assert items(local())["notify"].status == "pass"

@@ -10,6 +10,7 @@ import pytest
 
 from deployer.config.model import Host
 from deployer.errors import ConfigError, TransportError
+from deployer.remote.known_hosts import KnownHostsFiles
 from deployer.remote.ssh import Endpoint, SSHTransport
 
 CONFIG = """\
@@ -53,12 +54,28 @@ def test_jump_host_comes_from_the_inventory_first_then_the_config(transport: SSH
     assert transport._jump_spec(host("127.0.0.40")) is None  # itself, as `Host *` does
 
 
-def test_known_hosts_file_inventory_then_config_then_default(transport: SSHTransport) -> None:
+def test_known_hosts_files_inventory_then_every_config_file_then_global(
+    transport: SSHTransport,
+) -> None:
+    """Issue 14: every file OpenSSH reads is read; the inventory's file comes first and is
+    the one written, else the config's first UserKnownHostsFile, else ~/.ssh/known_hosts."""
     config = transport._ssh_config("127.0.0.31")
-    assert transport._known_hosts_file(host("127.0.0.31"), config) == "/etc/deploy/known_hosts"
-    mine = host("127.0.0.31", ssh_known_hosts_file="/srv/kh")
-    assert transport._known_hosts_file(mine, config) == "/srv/kh"
-    assert transport._known_hosts_file(host("127.0.0.33"), {}) == "~/.ssh/known_hosts"
+    system = [Path("/etc/ssh/ssh_known_hosts"), Path("/etc/ssh/ssh_known_hosts2")]
+    files = KnownHostsFiles.for_host(None, config)
+    assert files.write == Path("/etc/deploy/known_hosts")
+    assert list(files.read) == [Path("/etc/deploy/known_hosts"), Path("/etc/deploy/other"), *system]
+    mine = KnownHostsFiles.for_host("/srv/kh", config)
+    assert mine.write == Path("/srv/kh")
+    assert list(mine.read) == [Path("/srv/kh"), *files.read]
+    home = Path.home()
+    default = KnownHostsFiles.for_host(None, {})
+    assert default.write == home / ".ssh/known_hosts"
+    assert list(default.read) == [home / ".ssh/known_hosts", home / ".ssh/known_hosts2", *system]
+    global_only = {"userknownhostsfile": "none", "globalknownhostsfile": "/etc/g1 /etc/g2"}
+    assert list(KnownHostsFiles.for_host(None, global_only).read) == [
+        Path("/etc/g1"),
+        Path("/etc/g2"),
+    ]
 
 
 def test_a_jump_host_with_its_own_jump_host_is_refused_before_connecting(
