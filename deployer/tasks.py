@@ -293,6 +293,29 @@ def unlock(
             print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
 
 
+@task(
+    help=_help(
+        "env",
+        list="every group with its hosts and children, and each host's merged variables"
+        " (the default)",
+        host="only this host's merged variables",
+    )
+)
+@handles_errors
+def inventory(
+    c: Context, env: str | None = None, list: bool = False, host: str | None = None
+) -> None:
+    """Print the inventory as read, in the shape of `ansible-inventory --list` (or `--host`).
+
+    Groups with their hosts and child groups, and `_meta.hostvars` with each host's variables
+    merged as a deploy sees them (group_vars/ and host_vars/ included), secret-named values
+    shown as ***. Reads files only: connects to nothing."""
+    import json
+
+    data = api.inventory_listing(project(), require_env(env), host=host)
+    print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=str))
+
+
 @task(help=_help("env"))
 @handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
@@ -325,5 +348,5 @@ sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 
-ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
+ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, inventory, sandbox)
 ns.add_collection(flags_collection)

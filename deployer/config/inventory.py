@@ -48,8 +48,8 @@ _GLOB_CHARS = set("*?[")
 # Inside an inventory directory, what Ansible skips: hidden entries, its vars directories,
 # and these endings (INVENTORY_IGNORE_EXTS).
 _SKIPPED_NAMES = (*_VARS_DIRS, "vars_plugins")
-_SKIPPED_ENDINGS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig")
-_SKIPPED_ENDINGS = (*_SKIPPED_ENDINGS, ".cfg", ".retry")
+_SKIPPED_ENDINGS: tuple[str, ...] = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md")
+_SKIPPED_ENDINGS += (".txt", ".rst", ".orig", ".cfg", ".retry")
 _DIR_YAML = (*_YAML_SUFFIXES, ".json")
 
 
@@ -90,8 +90,7 @@ def load_inventory(inventories_dir: Path, env: str) -> Inventory:
         raise ConfigError(
             "inventory directory not found",
             file=shown,
-            hint="create it with one inventory file or directory per environment, e.g."
-            " staging.yml",
+            hint="create it with one inventory file or directory per environment, e.g. staging.yml",
         )
     found: list[tuple[str, Path]] = []
     if _ENV_NAME.fullmatch(env) and env not in _VARS_DIRS:

@@ -44,9 +44,10 @@ def _looks_like_address(host: str) -> bool:
     trailing `:NN` is a port, and a bare IPv6 address holds several ':' anyway."""
     if not host:
         return False
-    if ":" in _RANGE.sub("", host):  # IPv6: the port must be bracketed
-        return bool(re.fullmatch(r"[0-9A-Fa-f:.\[\]]+", host))
-    return bool(re.fullmatch(r"[^\s:]+", host))
+    plain = _RANGE.sub("0", host)
+    if ":" in plain:  # IPv6: the port must be bracketed
+        return bool(re.fullmatch(r"[0-9A-Fa-f:.]+", plain))
+    return bool(re.fullmatch(r"[^\s]+", plain))
 
 
 def _expand(name: str) -> list[str]:
