@@ -46,7 +46,9 @@ def read_ini(text: str, path: str, builder: Builder) -> None:
         def where(key_path: str, number: int = number) -> Location:
             return Location(path, number, key_path)
 
-        if line.startswith("["):
+        # As Ansible: a line that opens with '[' but does not end with ']' is a host pattern
+        # (`[9:11].lab`), not a broken section header.
+        if _SECTION.fullmatch(line) or (line.startswith("[") and line.endswith("]")):
             group, kind = _section(line, where(line))
             _declare(builder, group, kind, where(group), pending)
         elif kind == "hosts":
