@@ -174,6 +174,8 @@ def test_host_patterns(pattern: str, names: list[str], port: int | None) -> None
         ("web[1]", "must be [begin:end]"),
         ("web[1:]", "has no end"),
         ("web[c:a]", "begin <= end"),
+        ("web[9:1]", "begin <= end"),
+        ("web[1:3:0]", "step of at least 1"),
         ("web[1:x]", "neither a number nor a single letter"),
         ("web:", "cannot end in ':'"),
     ],

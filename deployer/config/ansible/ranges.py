@@ -83,8 +83,10 @@ def _sequence(spec: str) -> list[str]:
         width = len(begin)
         if len(end) != width:
             raise ValueError(f"host range [{spec}]: begin and end must have the same width")
-    numbers = range(_integer(begin, spec), _integer(end, spec) + 1, step)
-    return [str(n).zfill(width) for n in numbers]
+    first, last = _integer(begin, spec), _integer(end, spec)
+    if first > last:  # Ansible yields no hosts here; an empty range is always a typo
+        raise ValueError(f"host range [{spec}] must have begin <= end")
+    return [str(n).zfill(width) for n in range(first, last + 1, step)]
 
 
 def _integer(text: str, spec: str) -> int:
