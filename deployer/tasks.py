@@ -21,7 +21,7 @@ from deployer.taskkit import handles_errors, options, project, require_env
 F = TypeVar("F", bound=Callable[..., Any])
 
 COMMON_HELP = {
-    "env": "environment: inventories/<env>.yml, .ini, .tfstate, .tfoutput.json or a script",
+    "env": "environment: inventories/<env>/ or <env>.yml, .ini, .tfstate, .tfoutput.json, a script",
     "limit": "only these hosts: names, groups or globs, ',' separated; '!x' excludes",
     "format": "text (default) or json (one event per line)",
     "verbose": "show the exact remote scripts",

@@ -94,6 +94,6 @@ def test_same_hosts_groups_and_variables_as_ansible(
     assert sorted(set(actual) - {"_meta"}) == groups
     for group in groups:
         assert actual[group].get("hosts", []) == expected[group].get("hosts", []), group
-        assert set(actual[group].get("children", [])) == set(
-            expected[group].get("children", [])
-        ), group
+        assert set(actual[group].get("children", [])) == set(expected[group].get("children", [])), (
+            group
+        )
