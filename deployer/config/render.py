@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import jinja2
 
 from deployer.config.model import Host, Inventory, Location, Playbook, Template
-from deployer.config.yamlfile import display_path, read_text
+from deployer.config.yamlfile import UnsafeText, display_path, read_text
 from deployer.errors import ConfigError
 from deployer.secrets import redact
 
@@ -262,7 +262,7 @@ class _LazyVariables(dict[str, Any]):
 
     def _expand(self, value: Any) -> Any:
         if isinstance(value, str):
-            if not any(marker in value for marker in _TEMPLATE_MARKERS):
+            if isinstance(value, UnsafeText) or not any(m in value for m in _TEMPLATE_MARKERS):
                 return value
             chain = tuple(self._resolving)
             try:

@@ -21,6 +21,7 @@ from deployer.errors import ConfigError
 __all__ = [
     "VAULT_HINT",
     "Node",
+    "UnsafeText",
     "Vaulted",
     "YamlList",
     "YamlMap",
@@ -114,7 +115,23 @@ def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> Vaulted:
     return Vaulted()
 
 
+class UnsafeText(str):
+    """Text tagged `!unsafe`, as in Ansible: a variable's value that templating must never
+    expand (render.py leaves it as written)."""
+
+    __slots__ = ()
+
+
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeText:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!unsafe applies to a single value here", node.start_mark
+        )
+    return UnsafeText(loader.construct_scalar(node))
+
+
 _LineLoader.add_constructor("!vault", _construct_vault)
+_LineLoader.add_constructor("!unsafe", _construct_unsafe)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from invoke.context import Context
 
-from deployer.config import available_environments, load_inventory
+from deployer.config import Location, Template, available_environments, load_inventory, render
 from deployer.config.ansible.listing import host_listing, inventory_listing
 from deployer.config.ansible.ranges import expand_host_pattern
 from deployer.errors import ConfigError
@@ -84,6 +84,17 @@ def test_vault_encrypted_value_in_a_yaml_inventory_is_an_error(project: Path) ->
     )
     with pytest.raises(ConfigError, match=r"staging.yml:3: all.vars.token: value is encrypted"):
         load_inventory(project / "inventories", "staging")
+
+
+def test_unsafe_value_is_never_rendered(project: Path) -> None:
+    # As in Ansible: a variable holding a template renders when used, unless tagged !unsafe.
+    write(project, "staging.ini", "web1\n")
+    write(project, "group_vars/all.yml", "motd: !unsafe 'Hi {{ who }}'\nplain: 'Hi {{ who }}'\n")
+    host = load_inventory(project / "inventories", "staging").hosts[0]
+    assert host.vars["motd"] == "Hi {{ who }}"
+    where = Location("templates/motd.j2", 1, "")
+    rendered = render(Template("{{ motd }} / {{ plain }}", where), {**host.vars, "who": "you"})
+    assert rendered == "Hi {{ who }} / Hi you"
 
 
 @pytest.mark.parametrize("name", ["group_vars/all.yml", "host_vars/web1/secrets.yml"])

@@ -23,6 +23,7 @@ class VarsDirs:
     def __init__(self, base: Path) -> None:
         self.base = base
         self._read: dict[Path, dict[str, Any]] = {}
+        self._merged: dict[tuple[str, str], dict[str, Any]] = {}  # one lookup per group/host
 
     def group(self, name: str) -> dict[str, Any]:
         return self._vars("group_vars", name)
@@ -44,12 +45,14 @@ class VarsDirs:
         return []
 
     def _vars(self, kind: str, name: str) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for path in self.files(kind, name):
-            if path not in self._read:
-                self._read[path] = _read_vars_file(path)
-            merged.update(self._read[path])
-        return merged
+        if (kind, name) not in self._merged:
+            merged: dict[str, Any] = {}
+            for path in self.files(kind, name):
+                if path not in self._read:
+                    self._read[path] = _read_vars_file(path)
+                merged.update(self._read[path])
+            self._merged[kind, name] = merged
+        return self._merged[kind, name]
 
 
 def _directory_files(folder: Path) -> list[Path]:
