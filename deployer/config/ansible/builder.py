@@ -51,10 +51,11 @@ def checked_vars(entries: Iterable[Var], *, host_level: bool) -> dict[str, Any]:
         elif name in ("ansible_host", "ansible_user") or key in PATH_VARS:
             if not isinstance(value, str) or not value.strip():
                 raise error(where, f"expected a non-empty string, got {describe(value)}")
-        elif key == _PRIORITY and (
-            host_level or isinstance(value, bool) or not isinstance(value, int)
-        ):
-            raise error(where, f"expected an integer in group vars, got {describe(value)}")
+        elif key == _PRIORITY:
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)  # Ansible takes int() of it
+            if host_level or isinstance(value, bool) or not isinstance(value, int):
+                raise error(where, f"expected an integer in group vars, got {describe(value)}")
         result[key] = value
     if host_level:
         for alias, name in HOST_ALIASES.items():
