@@ -38,6 +38,7 @@ class HostStatus:
     recorded_live: str | None = None  # blue-green: the live color this host's history records
     color: str | None = None  # blue-green: this host's color (None: a load balancer)
     live_color: str | None = None  # blue-green: the live color its load balancer recorded
+    foreign: tuple[str, ...] = ()  # entries in deploy_to this tool did not create ("kind name")
 
 
 def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> list[HostStatus]:
@@ -62,6 +63,7 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
             releases=facts.releases,
             successful=tuple(release_stack(facts.history)),
             recorded_live=recorded_live_color(facts.history),
+            foreign=tuple(f"{kind} {name}" for kind, name in facts.foreign),
         )
 
     results = runner.each(hosts, one)

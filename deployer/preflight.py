@@ -30,6 +30,7 @@ PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 
 HOSTS, LOCK, DISK, CONFIG = "hosts", "lock", "disk", "config"
 SOURCE, MIGRATION, HEALTH, ROLLBACK, NOTIFY = "source", "migration", "health", "rollback", "notify"
+CLEANUP = "cleanup"
 ALL_WARNINGS = "all-warnings"
 
 # name -> (what is checked, critical), in the order shown. A critical failure stops a deploy
@@ -44,6 +45,7 @@ ITEMS: dict[str, tuple[str, bool]] = {
     MIGRATION: ("migration command present in the release", False),
     HEALTH: ("fleet healthy now", False),
     ROLLBACK: ("rollback target on every host", False),
+    CLEANUP: ("old releases removable by the deploy user", False),
     NOTIFY: ("notifications configured", False),
 }
 OVERRIDABLE = tuple(name for name, (_, critical) in ITEMS.items() if not critical)
@@ -85,6 +87,7 @@ class LocalFacts:
     notify_env: str | None = None  # notify.webhook.url_env
     notify_set: bool = False  # ... and it holds a URL
     health_configured: bool = True
+    cleanup_sudo: bool = False  # `cleanup: {sudo: true}`
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,18 @@ def build_checklist(local: LocalFacts, fleet: FleetFacts | None) -> tuple[CheckI
     if fleet is None:
         why = "not checked: the configuration does not render (see config)"
         fleet_items = [_item(name, SKIP, why) for name in (HOSTS, LOCK, DISK)]
-        late = [_item(HEALTH, SKIP, why), _item(ROLLBACK, SKIP, why)]
+        late = [_item(HEALTH, SKIP, why), _item(ROLLBACK, SKIP, why), _item(CLEANUP, SKIP, why)]
     else:
         fleet_items = [
             check_hosts(local, fleet),
             check_lock(local, fleet),
             check_disk(local, fleet),
         ]
-        late = [check_health(local, fleet), check_rollback(local, fleet)]
+        late = [
+            check_health(local, fleet),
+            check_rollback(local, fleet),
+            check_cleanup(local, fleet),
+        ]
     items = [
         *fleet_items,
         check_config(local),
@@ -404,6 +411,29 @@ def check_rollback(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
     return _item(ROLLBACK, PASS, f"a failed deploy returns {', '.join(targets)}")
 
 
+def check_cleanup(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
+    """Releases (not live) holding a directory the deploy user cannot empty, typically files
+    an app running as root wrote: pruning them would fail (a warning after the deploy)."""
+    if not fleet.facts:
+        return _item(CLEANUP, SKIP, "not checked: no host answered")
+    found = [
+        f"{name}: {fleet.roots.get(name, 'deploy_to')}/releases/{u.release}/{u.path}"
+        f" is owned by {u.owner}"
+        for name, facts in sorted(fleet.facts.items())
+        for u in facts.unremovable
+    ]
+    if not found:
+        return _item(CLEANUP, PASS, "every release but the live one can be pruned")
+    if local.cleanup_sudo:
+        return _item(CLEANUP, PASS, [*found, "pruned with `sudo -n rm` (cleanup: {sudo: true})"])
+    remedy = (
+        "pruning these will fail (a warning; the deploy still succeeds): `sudo chown -R`"
+        " them to the deploy user, or set `cleanup: {sudo: true}` in the playbook when it"
+        " has passwordless sudo"
+    )
+    return _item(CLEANUP, WARN, found, remedy)
+
+
 def check_notify(local: LocalFacts) -> CheckItem:
     if local.notify_env is None:
         remedy = (
@@ -522,6 +552,7 @@ def local_facts(
         notify_env=playbook.notify.webhook_url_env,
         notify_set=notify_set,
         health_configured=bool(playbook.health.http or playbook.health.command),
+        cleanup_sudo=playbook.cleanup_sudo,
     )
 
 

@@ -269,3 +269,5 @@ class Playbook:
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)  # name -> source
     notify: Notify = Notify()
     preflight: Preflight = Preflight()
+    # `cleanup: {sudo: true}`: prune with `sudo -n rm` what the deploy user cannot delete
+    cleanup_sudo: bool = False

@@ -55,6 +55,7 @@ _TOP_KEYS = (
     "secrets",
     "notify",
     "preflight",
+    "cleanup",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -88,7 +89,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
-    preflight = section("preflight")
+    preflight, cleanup = section("preflight"), section("cleanup")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
@@ -110,6 +111,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         secrets=_secrets(secrets) if secrets else {},
         notify=_notify(notify) if notify else Notify(),
         preflight=_preflight(preflight) if preflight else Preflight(),
+        cleanup_sudo=_cleanup_sudo(cleanup) if cleanup else False,
     )
 
 
@@ -537,6 +539,13 @@ def _preflight(node: Node) -> Preflight:
     if strict is None:
         return Preflight()
     return Preflight(strict=strict.boolean(), where=strict.location())
+
+
+def _cleanup_sudo(node: Node) -> bool:
+    """`cleanup: {sudo: true}`: releases holding files the app wrote as root are pruned with
+    `sudo -n rm -rf` (the deploy user needs passwordless sudo for rm)."""
+    sudo = _fields(node, ("sudo",)).get("sudo")
+    return sudo.boolean() if sudo is not None else False
 
 
 def _secrets(node: Node) -> dict[str, SecretSource]:
