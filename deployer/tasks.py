@@ -320,8 +320,10 @@ def inventory(
     shown as ***. Reads files only: connects to nothing."""
     import json
 
+    from deployer.config.ansible.listing import json_value
+
     data = api.inventory_listing(project(), require_env(env), host=host)
-    print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=str))
+    print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=json_value))
 
 
 @task(help=_help("env"))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from deployer.config import available_environments, load_inventory
-from deployer.config.ansible.listing import inventory_listing
+from deployer.config.ansible.listing import inventory_listing, json_value
 
 CORPUS = Path(__file__).parent / "fixtures" / "ansible_inventories"
 CASES = sorted(path.name for path in CORPUS.iterdir() if path.is_dir())
@@ -72,8 +72,8 @@ def ours(case: str) -> dict[str, Any]:
     # Compared unmasked: the listing's masking is for screens, the parity is about values.
     inventory = load_inventory(CORPUS / case, env)
     listing["_meta"]["hostvars"] = {h.name: dict(h.vars) for h in inventory.hosts if h.vars}
-    # As Ansible's JSON shows them: tuples as lists, dates as text.
-    result: dict[str, Any] = json.loads(json.dumps(listing, default=str))
+    # As the inventory task prints them (dates in ISO 8601, as Ansible prints them).
+    result: dict[str, Any] = json.loads(json.dumps(listing, default=json_value))
     return result
 
 

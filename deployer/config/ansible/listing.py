@@ -12,7 +12,7 @@ from deployer.config.model import Inventory
 from deployer.errors import ConfigError
 from deployer.secrets import MASK
 
-__all__ = ["host_listing", "inventory_listing", "masked"]
+__all__ = ["host_listing", "inventory_listing", "json_value", "masked"]
 
 # Connection passwords (ansible_password, ansible_become_pass, ...) and the usual names for
 # credentials. A `*_file` variable names a file, not a secret, and is shown.
@@ -59,6 +59,13 @@ def host_listing(inventory: Inventory, name: str) -> dict[str, Any]:
         file=inventory.path,
         hint="list the hosts with: inventory --env ENV --list",
     )
+
+
+def json_value(value: Any) -> Any:
+    """`json.dumps(default=...)` for what YAML reads beyond JSON: dates and times in ISO 8601,
+    as ansible-inventory prints them."""
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)
 
 
 def masked(variables: dict[str, Any]) -> dict[str, Any]:
