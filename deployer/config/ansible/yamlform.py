@@ -25,7 +25,9 @@ def read_yaml(text: str, path: str, builder: Builder) -> None:
     for name, node in root.mapping(hint=_TOP_HINT).items():
         if name in _GROUP_KEYS:
             raise node.error("must sit under a group at the top level", hint=_TOP_HINT)
-        _group(builder, name, node, parent=None if name == "all" else "all")
+        # A top-level group is under `all` only if nothing else claims it, as in Ansible
+        # (the builder adds parentless groups to `all` once every source is read).
+        _group(builder, name, node, parent=None)
 
 
 def _group(builder: Builder, name: str, node: Node, parent: str | None) -> None:
