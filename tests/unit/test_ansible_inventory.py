@@ -239,3 +239,14 @@ def test_inventory_task_prints_the_listing(
     assert printed["_meta"]["hostvars"]["web2"] == {"color": "blue", "db_password": "***"}
     inventory(Context(), env="staging", host="web1")
     assert json.loads(capsys.readouterr().out) == {"color": "blue", "db_password": "***"}
+
+
+def test_terraform_source_inside_an_inventory_directory_is_an_error(project: Path) -> None:
+    write(project, "prod/hosts", "web1\n")
+    write(project, "prod/main.tfstate", "{}\n")
+    with pytest.raises(ConfigError) as info:
+        load_inventory(project / "inventories", "prod")
+    assert info.value.message == (
+        "inventories/prod/main.tfstate: Terraform sources are read as a whole environment,"
+        " not inside a directory"
+    )
