@@ -25,6 +25,8 @@ from deployer.config import (
     select_hosts,
     validate_templates_exist,
 )
+from deployer.config.ansible.listing import host_listing
+from deployer.config.ansible.listing import inventory_listing as list_inventory
 from deployer.deploy import deploy as run_deploy
 from deployer.dryrun import describe, describe_traffic
 from deployer.errors import ConfigError, ReleaseError
@@ -144,6 +146,13 @@ def load(
 
 def load_inventory_only(project: Project, env: str) -> Inventory:
     return load_inventory(project.inventories, env)
+
+
+def inventory_listing(project: Project, env: str, *, host: str | None = None) -> dict[str, Any]:
+    """What the inventory holds, in `ansible-inventory --list` shape (`--host`: one host's
+    variables), secret-named values masked. Reads files only; connects to nothing."""
+    inventory = load_inventory(project.inventories, env)
+    return host_listing(inventory, host) if host is not None else list_inventory(inventory)
 
 
 def _bus(options: Options, record_dir: Path | None) -> EventBus:

@@ -24,7 +24,7 @@ from deployer.taskkit import echo, handles_errors, options, project, require_env
 F = TypeVar("F", bound=Callable[..., Any])
 
 COMMON_HELP = {
-    "env": "environment: inventories/<env>.yml, .ini, .tfstate, .tfoutput.json or a script",
+    "env": "environment: inventories/<env>/ or <env>.yml, .ini, .tfstate, .tfoutput.json, a script",
     "limit": "only these hosts: names, groups or globs, ',' separated; '!x' excludes",
     "format": "text (default) or json (one event per line)",
     "verbose": "show the exact remote scripts",
@@ -302,6 +302,31 @@ def unlock(
         raise Exit(code=7)
 
 
+@task(
+    help=_help(
+        "env",
+        list="every group with its hosts and children, and each host's merged variables"
+        " (the default)",
+        host="only this host's merged variables",
+    )
+)
+@handles_errors
+def inventory(
+    c: Context, env: str | None = None, list: bool = False, host: str | None = None
+) -> None:
+    """Print the inventory as read, in the shape of `ansible-inventory --list` (or `--host`).
+
+    Groups with their hosts and child groups, and `_meta.hostvars` with each host's variables
+    merged as a deploy sees them (group_vars/ and host_vars/ included), secret-named values
+    shown as ***. Reads files only: connects to nothing."""
+    import json
+
+    from deployer.config.ansible.listing import json_value
+
+    data = api.inventory_listing(project(), require_env(env), host=host)
+    print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=json_value))
+
+
 @task(help=_help("env"))
 @handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
@@ -348,6 +373,6 @@ sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 
-ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
+ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, inventory, sandbox)
 ns.add_collection(flags_collection)
 ns.add_task(init)

@@ -65,6 +65,9 @@ class Inventory:
     path: str
     hosts: tuple[Host, ...]  # in file order
     groups: Mapping[str, tuple[str, ...]]  # group name -> host names (ancestors resolved)
+    # As written, for `inventory --list`: group -> its direct child groups / direct hosts.
+    children: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- playbook

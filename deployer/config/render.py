@@ -27,7 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from deployer.config.model import Host, Inventory, Location, Playbook, Template
 from deployer.config.untrusted import Unsafe
-from deployer.config.yamlfile import display_path, read_text
+from deployer.config.yamlfile import UnsafeText, display_path, read_text
 from deployer.errors import ConfigError
 from deployer.secrets import redact
 
@@ -285,7 +285,7 @@ class _LazyVariables(dict[str, Any]):
         if isinstance(value, Unsafe):
             return value  # data from outside the project's files: never a template
         if isinstance(value, str):
-            if not any(marker in value for marker in _TEMPLATE_MARKERS):
+            if isinstance(value, UnsafeText) or not any(m in value for m in _TEMPLATE_MARKERS):
                 return value
             chain = tuple(self._resolving)
             try:

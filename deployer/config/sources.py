@@ -32,6 +32,7 @@ __all__ = [
     "VARS_SUFFIX",
     "InventorySink",
     "is_source",
+    "read_script",
     "read_source",
     "reject_companion",
 ]
@@ -425,6 +426,12 @@ def _vars(node: Node | None) -> list[Var]:
 
 
 # ---------------------------------------------------------------- inventory scripts
+
+
+def read_script(path: Path, project_root: Path, sink: InventorySink) -> None:
+    """Declare what an executable inventory script prints (one source of an inventory
+    directory: no companion variables there, group_vars/ does that)."""
+    _read_script(path, display_path(path), project_root, sink)
 
 
 def _read_script(path: Path, file: str, project_root: Path, sink: InventorySink) -> None:

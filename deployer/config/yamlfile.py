@@ -18,7 +18,26 @@ import yaml
 from deployer.config.model import Location
 from deployer.errors import ConfigError
 
-__all__ = ["Node", "YamlList", "YamlMap", "describe", "display_path", "load_yaml", "read_text"]
+__all__ = [
+    "VAULT_HINT",
+    "Node",
+    "UnsafeText",
+    "Vaulted",
+    "YamlList",
+    "YamlMap",
+    "describe",
+    "display_path",
+    "load_yaml",
+    "read_text",
+    "refuse_vault_file",
+]
+
+VAULT_HINT = (
+    "the deployer does not decrypt Ansible Vault: keep the value out of the inventory and give"
+    " it to templates as a playbook secret, e.g. secrets: {NAME: {command: 'ansible-vault view"
+    " FILE'}}"
+)
+_VAULT_HEADER = "$ANSIBLE_VAULT;"
 
 
 class YamlMap(dict[str, Any]):
@@ -85,6 +104,34 @@ def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> Iterator
     data.item_lines = [_line(child) for child in node.value]
 
 
+class Vaulted:
+    """A `!vault` value: Ansible Vault ciphertext. Kept as a marker so that whoever reads it
+    fails naming its key (`Node.plain`), never with an empty or encrypted string as value."""
+
+    __slots__ = ()
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> Vaulted:
+    return Vaulted()
+
+
+class UnsafeText(str):
+    """Text tagged `!unsafe`, as in Ansible: a variable's value that templating must never
+    expand (render.py leaves it as written)."""
+
+    __slots__ = ()
+
+
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeText:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!unsafe applies to a single value here", node.start_mark
+        )
+    return UnsafeText(loader.construct_scalar(node))
+
+
+_LineLoader.add_constructor("!vault", _construct_vault)
+_LineLoader.add_constructor("!unsafe", _construct_unsafe)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
@@ -129,6 +176,12 @@ def read_text(path: Path, shown: str) -> str:
         raise ConfigError(f"cannot read: {exc.strerror}", file=shown) from None
 
 
+def refuse_vault_file(text: str, shown: str) -> None:
+    """A whole file encrypted with ansible-vault is an error naming it, never read as empty."""
+    if text.lstrip().startswith(_VAULT_HEADER):
+        raise ConfigError("file is encrypted with Ansible Vault", file=shown, hint=VAULT_HINT)
+
+
 def describe(value: Any) -> str:
     """A value as shown after 'got' in an error message."""
     if value is None:
@@ -143,6 +196,8 @@ def describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, Vaulted):
+        return "a vault-encrypted value (!vault)"
     return type(value).__name__
 
 
@@ -266,6 +321,8 @@ class Node:
 
     def plain(self) -> Any:
         """The value as plain dicts and lists (no line bookkeeping), duplicates rejected."""
+        if isinstance(self.value, Vaulted):
+            raise self.error("value is encrypted with Ansible Vault (!vault)", hint=VAULT_HINT)
         if isinstance(self.value, dict):
             return {key: child.plain() for key, child in self.mapping().items()}
         if isinstance(self.value, list):

@@ -158,8 +158,9 @@ def test_ini_file_without_extension_and_quoted_values(project: Path) -> None:
     assert web1.vars["motd"] == "hello world"
     assert web1.vars["greeting"] == "hi there"
     assert web1.vars["retries"] == 3
-    # shlex removes the quotes on host lines before typing, as Ansible does.
-    assert web1.vars["code"] == 7
+    # shlex removes the quotes on host lines, then Python literal syntax types the value, as
+    # Ansible does: 007 is no Python literal, so it stays text.
+    assert web1.vars["code"] == "007"
 
 
 def test_other_top_level_groups_are_children_of_all(project: Path) -> None:
@@ -389,8 +390,8 @@ def test_ini_errors_name_file_and_line(project: Path) -> None:
     )
     error = error_of(project, "staging.ini", "[web]\nweb1 novalue\n")
     assert error.message == "inventories/staging.ini:2: web1: expected key=value, got 'novalue'"
-    error = error_of(project, "staging.ini", "[web]\n[web:hosts]\n")
-    assert error.message == "inventories/staging.ini:2: [web:hosts]: unknown section kind ':hosts'"
+    error = error_of(project, "staging.ini", "[web]\n[web:hostz]\n")
+    assert error.message == "inventories/staging.ini:2: [web:hostz]: unknown section kind ':hostz'"
 
 
 def test_top_level_hosts_without_all_is_explained(project: Path) -> None:
@@ -412,10 +413,21 @@ def test_duplicate_key_is_refused(project: Path) -> None:
     )
 
 
-def test_host_ranges_are_refused_with_a_hint(project: Path) -> None:
-    error = error_of(project, "staging.ini", "[web]\nweb[01:03]\n")
-    assert error.line == 2
-    assert error.hint is not None and "not supported" in error.hint
+def test_host_ranges_expand_in_ini_and_yaml(project: Path) -> None:
+    ini = load(project, "staging.ini", "[web]\nweb[01:03].example.com:2201 tier=web\n")
+    assert [h.name for h in ini.hosts] == [f"web0{n}.example.com" for n in (1, 2, 3)]
+    assert {h.port for h in ini.hosts} == {2201}
+    (project / "inventories" / "staging.ini").unlink()
+    yaml = load(project, "staging.yml", "all:\n  hosts:\n    db-[a:c]:\n    n[1:9:4]:\n")
+    assert [h.name for h in yaml.hosts] == ["db-a", "db-b", "db-c", "n1", "n5", "n9"]
+
+
+def test_bad_host_range_names_file_and_line(project: Path) -> None:
+    error = error_of(project, "staging.ini", "[web]\nweb[01:3]\n")
+    assert error.message == (
+        "inventories/staging.ini:2: web[01:3]: host range [01:3]: begin and end must have the"
+        " same width"
+    )
 
 
 def test_group_cycle_is_refused(project: Path) -> None:
