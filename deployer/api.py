@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from deployer.remote.transport import Transport
 from deployer.reporters import RunRecorder
 from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
-from deployer.runner import Runner, new_run_id
+from deployer.runner import Runner, new_run_id, utc_now
 from deployer.secrets import Secret, resolve_secrets
 from deployer.traffic import TrafficPlan, plan_traffic
 
@@ -264,6 +264,7 @@ def deploy(
             hint=f"run `invoke deploy --env {loaded.env}` again: it redeploys the idle color",
         )
     run_id = new_run_id()
+    started = utc_now()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
         if not dry_run:
@@ -274,7 +275,11 @@ def deploy(
             release = _rebuild(loaded, Path(tmp), resumed)
         else:
             release = build(loaded, Path(tmp), ref)
-        plan = loaded.plan(release.id, run_id)
+        plan = replace(
+            loaded.plan(release.id, run_id),
+            started=started,
+            committed=_iso(release.committed) if release.committed else None,
+        )
         traffic = _traffic(loaded, plan)
         if dry_run:
             return describe(plan, release) + (describe_traffic(traffic) if traffic else "")
@@ -463,6 +468,10 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
             )
     finally:
         runner.close()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _traffic(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:
