@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,12 @@ from deployer.config import (
     select_hosts,
     validate_templates_exist,
 )
+from deployer.delivery import ROLLBACK_WINDOW, Stats, compute, merge_runs
 from deployer.deploy import deploy as run_deploy
+from deployer.drill import DrillResult, Smoke
+from deployer.drill import drill as run_drill
 from deployer.dryrun import describe, describe_traffic
-from deployer.errors import ConfigError, ReleaseError
+from deployer.errors import ConfigError, PreflightError, ReleaseError
 from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
 from deployer.history import Run, runs
 from deployer.hooks import run_build_hooks
@@ -472,6 +475,83 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_production(loaded: Loaded) -> bool:
+    """An environment the inventory or playbook marks `production: true` (a variable, in the
+    inventory's vars or the playbook's), or one named production or prod."""
+    marked = loaded.playbook.vars.get("production") is True or any(
+        h.vars.get("production") is True for h in loaded.hosts
+    )
+    return marked or loaded.env in ("production", "prod")
+
+
+def drill(
+    loaded: Loaded,
+    options: Options,
+    *,
+    hold: float,
+    smoke: Smoke | None = None,
+    schema_ok: bool = False,
+    yes: bool = False,
+) -> DrillResult:
+    """A rehearsed rollback and roll-forward (`deployer.drill`). Refuses a production
+    environment without `yes`, and a blue-green playbook (its rollback is a traffic switch)."""
+    if is_production(loaded) and not yes:
+        raise PreflightError(
+            f"{loaded.env} is marked as production: a drill switches every host back and forth",
+            hint=f"run it deliberately: `invoke drill --env {loaded.env} --yes`",
+        )
+    if loaded.playbook.strategy.kind == "blue_green":
+        raise ConfigError(
+            "a drill rehearses a rolling rollback; a blue-green playbook rolls back by"
+            " switching traffic, which `invoke rollback` already does in one step",
+            file=loaded.playbook.path,
+            key_path="strategy.kind",
+        )
+    run_id = new_run_id()
+    bus = _bus(options, loaded.project.runs)
+    runner = _runner(loaded, options, bus)
+    try:
+        with _notifying(loaded, bus):
+            return run_drill(
+                lambda rid: loaded.plan(rid, run_id, render_files=False),
+                runner,
+                bus,
+                run_id=run_id,
+                hold=hold,
+                smoke=smoke,
+                schema_ok=schema_ok,
+            )
+    finally:
+        runner.close()
+
+
+def delivery_stats(
+    loaded: Loaded,
+    options: Options,
+    *,
+    since: timedelta | None = None,
+    rollback_window: timedelta = ROLLBACK_WINDOW,
+    now: datetime | None = None,
+) -> tuple[Stats, dict[str, str]]:
+    """The four DORA keys from every host's own records (`deployer.delivery`), and the hosts
+    that could not be read."""
+    bus = _bus(options, None)
+    runner = _runner(loaded, options, bus)
+    try:
+        found = gather_history(runner, _read_only_plans(loaded))
+    finally:
+        runner.close()
+    records = {h: r for h, r in found.items() if not isinstance(r, BaseException)}
+    errors = {h: str(r) for h, r in found.items() if isinstance(r, BaseException)}
+    stats = compute(
+        merge_runs(records),
+        now=now or datetime.now(UTC).replace(microsecond=0),
+        since=since,
+        rollback_window=rollback_window,
+    )
+    return stats, errors
 
 
 def _traffic(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:

@@ -190,9 +190,7 @@ def runs(by_host: Mapping[str, Sequence[Record]]) -> list[Run]:
             key = (r.run_id or f"{r.time}/{r.release}", r.action)
             run = found.get(key)
             if run is None:
-                run = found[key] = Run(
-                    r.run_id, r.time, r.user, r.action, r.release, {}, r.drill
-                )
+                run = found[key] = Run(r.run_id, r.time, r.user, r.action, r.release, {}, r.drill)
             elif r.time and (not run.time or r.time < run.time):
                 found[key] = run = Run(
                     run.run_id, r.time, run.user, r.action, r.release, run.results, run.drill

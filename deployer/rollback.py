@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from deployer import phases
-from deployer.errors import DeployerError, DeployFailed, PreflightError
+from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import BatchFinished, BatchStarted, EventBus, RunStarted
 from deployer.facts import HostFacts
 from deployer.finishing import FinishReport, finish_hosts
@@ -162,10 +162,17 @@ def switch_batches(
         bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
 
         def one(hp: HostPlan) -> None:
-            runner.step(
-                hp.host,
-                scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
-            )
+            try:
+                runner.step(
+                    hp.host,
+                    scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
+                )
+            except RemoteCommandError as exc:
+                # The rename is the switch sub-step's last command: a later failure (the
+                # restart) means the host is on the target.
+                if exc.step != "switch":
+                    on[hp.name] = target
+                raise
             on[hp.name] = target
             check_host(runner, plan.playbook.health, hp, expect)
 
