@@ -306,9 +306,8 @@ class _Drill:
         if smoke.on_hosts:
 
             def one(hp: HostPlan) -> None:
-                self.runner.step(
-                    hp.host, scripts.check_command(hp.layout, smoke.command, {**hp.env, **env})
-                )
+                check = scripts.check_command(hp.layout, smoke.command, {**hp.env, **env})
+                self.runner.step(hp.host, replace(check, step=f"smoke ({phase})"))
 
             return failures(self.runner.each(plan.hosts, one))
         done = subprocess.run(  # the operator's own command: shell by definition

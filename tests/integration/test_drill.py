@@ -48,6 +48,7 @@ def test_drill_goes_back_and_forward_with_both_legs_verified_and_recorded(
         "drill", "--env", "test", "--hold", "2", "--smoke", smoke, "--smoke-on-hosts"
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    print(out.stdout)  # the README shows it
     assert f"time to restore {old}:" in out.stdout
     assert f"time to roll forward to {live}:" in out.stdout
     for host in HOSTS:
@@ -88,6 +89,7 @@ def test_drill_whose_roll_forward_fails_its_health_check_leaves_the_fleet_on_a_h
             "drill", "--env", "test", "--hold", "0", "--smoke", smoke, "--smoke-on-hosts"
         )
         assert out.returncode == 1, out.stdout + out.stderr
+        print(out.stdout + out.stderr)  # the README shows it
         assert f"rolling forward to {live} failed" in out.stderr
         assert f"every host is back on {old}, which passed its health checks" in out.stderr
         assert f"--to {live}" in out.stderr  # how to return once it is fixed
