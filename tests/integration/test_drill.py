@@ -72,6 +72,7 @@ def test_drill_goes_back_and_forward_with_both_legs_verified_and_recorded(
     assert f"* {live}" in listing.stdout and f"< {old}" in listing.stdout
     shown = project.invoke("history", "--env", "test")
     assert shown.returncode == 0
+    print(shown.stdout)  # the README shows it
     (line,) = [x for x in shown.stdout.splitlines() if " drill " in x]
     assert f"[to {old} and back: restore " in line and "success on web1 web2 web3 web4" in line
 
