@@ -114,6 +114,32 @@ def test_drill_whose_roll_forward_fails_its_health_check_leaves_the_fleet_on_a_h
             project.fleet.exec(host, f"rm -f {sick}")
 
 
+def test_drill_whose_way_back_fails_returns_every_host_to_the_live_release(
+    project: Project,
+) -> None:
+    old, live = two_releases(project)
+    sick = f"/tmp/drill-sick-{old}"
+    project.playbook(health={"command": 'test ! -e "/tmp/drill-sick-$RELEASE_ID"', "deadline": 3})
+    project.sh("web2", f"touch {sick}")  # the old release cannot start on web2 any more
+    try:
+        out = project.invoke("drill", "--env", "test", "--hold", "0")
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"rolling back to {old} failed" in out.stderr and "web2" in out.stderr
+        assert f"every host is back on {live}, which passed its health checks" in out.stderr
+        for host in HOSTS:
+            assert project.current(host) == live
+            assert project.complete(host, live)
+            status, body = project.health(host)
+            assert (status, body["version"]) == (200, live)
+            assert not project.locked(host)
+            (record,) = drill_records(project, host)
+            assert (record["result"], record["release"]) == ("failed", live)
+        listing = project.invoke("releases", "--env", "test")
+        assert f"* {live}" in listing.stdout and f"< {old}" in listing.stdout
+    finally:
+        project.fleet.exec("web2", f"rm -f {sick}")
+
+
 def test_drill_refusals_change_nothing(project: Project) -> None:
     (project.app / "VERSION_NOTE").write_text("one\n")
     first = project.deploy()["web1"]
