@@ -73,10 +73,10 @@ def drill(
     facts = acquire_locks(runner, probe_plan.hosts, run_id, "drill", None)
     try:
         live, target = _refusals(plan_for, runner, facts, probe_plan.env, schema_ok)
+        back, forward = plan_for(target), plan_for(live)
     except (DeployerError, KeyboardInterrupt):
         release_locks(runner, probe_plan.hosts, run_id)
         raise
-    back, forward = plan_for(target), plan_for(live)
     bus.emit(
         RunStarted(
             run_id=run_id,
