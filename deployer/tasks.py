@@ -300,8 +300,10 @@ def history(
     since: str | None = None,
     rollback_window: str = "24h",
 ) -> None:
-    """Who deployed, rolled back, drilled or pushed flags, when, and each host's result; from
-    the hosts. With --stats: delivery metrics computed from the same records."""
+    """Who deployed, rolled back or drilled, when, with each host's result; --stats: DORA keys.
+
+    Read from the hosts' own records. With --stats: deployment frequency, lead time, change
+    failure rate and time to restore computed from them (text, json or prometheus)."""
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
     if stats:
         _print_stats(loaded, format, accept_new_host_keys, since, rollback_window)
