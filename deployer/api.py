@@ -9,8 +9,8 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ from deployer.config import (
 )
 from deployer.config.ansible.listing import host_listing
 from deployer.config.ansible.listing import inventory_listing as list_inventory
+from deployer.delivery import ROLLBACK_WINDOW, Stats, compute, merge_runs
 from deployer.deploy import deploy as run_deploy
+from deployer.drill import DrillResult, Smoke
+from deployer.drill import drill as run_drill
 from deployer.dryrun import describe, describe_traffic
-from deployer.errors import ConfigError, ReleaseError
+from deployer.errors import ConfigError, PreflightError, ReleaseError
 from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
 from deployer.history import Run, runs
 from deployer.hooks import run_build_hooks
@@ -53,7 +56,7 @@ from deployer.remote.transport import Transport
 from deployer.reporters import RunRecorder
 from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
-from deployer.runner import Runner, new_run_id
+from deployer.runner import Runner, new_run_id, utc_now
 from deployer.secrets import Secret, mask, resolve_secrets
 from deployer.traffic import TrafficPlan, plan_traffic
 
@@ -275,6 +278,7 @@ def deploy(
             hint=f"run `invoke deploy --env {loaded.env}` again: it redeploys the idle color",
         )
     run_id = new_run_id()
+    started = utc_now()
     with tempfile.TemporaryDirectory(prefix="deployer-build-") as tmp:
         resumed = _resumable(loaded) if resume else None
         if not dry_run:
@@ -285,7 +289,11 @@ def deploy(
             release = _rebuild(loaded, Path(tmp), resumed)
         else:
             release = build(loaded, Path(tmp), ref)
-        plan = loaded.plan(release.id, run_id)
+        plan = replace(
+            loaded.plan(release.id, run_id),
+            started=started,
+            committed=_iso(release.committed) if release.committed else None,
+        )
         traffic = _traffic(loaded, plan)
         if dry_run:
             return describe(plan, release) + (describe_traffic(traffic) if traffic else "")
@@ -480,6 +488,87 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
             )
     finally:
         runner.close()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_production(loaded: Loaded) -> bool:
+    """An environment the inventory or playbook marks `production: true` (a variable, in the
+    inventory's vars or the playbook's), or one named production or prod."""
+    marked = loaded.playbook.vars.get("production") is True or any(
+        h.vars.get("production") is True for h in loaded.hosts
+    )
+    return marked or loaded.env in ("production", "prod")
+
+
+def drill(
+    loaded: Loaded,
+    options: Options,
+    *,
+    hold: float,
+    smoke: Smoke | None = None,
+    schema_ok: bool = False,
+    yes: bool = False,
+) -> DrillResult:
+    """A rehearsed rollback and roll-forward (`deployer.drill`). Refuses a production
+    environment without `yes`, and a blue-green playbook (its rollback is a traffic switch)."""
+    if is_production(loaded) and not yes:
+        raise PreflightError(
+            f"{loaded.env} is marked as production: a drill switches every host back and forth",
+            hint=f"run it deliberately: `invoke drill --env {loaded.env} --yes`",
+        )
+    if loaded.playbook.strategy.kind == "blue_green":
+        raise ConfigError(
+            "a drill rehearses a rolling rollback; a blue-green playbook rolls back by"
+            " switching traffic, which `invoke rollback` already does in one step",
+            file=loaded.playbook.path,
+            key_path="strategy.kind",
+        )
+    run_id = new_run_id()
+    bus = _bus(options, loaded.project.runs)
+    runner = _runner(loaded, options, bus)
+    try:
+        with _notifying(loaded, bus):
+            return run_drill(
+                lambda rid: loaded.plan(rid, run_id, render_files=False),
+                runner,
+                bus,
+                run_id=run_id,
+                hold=hold,
+                smoke=smoke,
+                schema_ok=schema_ok,
+            )
+    finally:
+        runner.close()
+
+
+def delivery_stats(
+    loaded: Loaded,
+    options: Options,
+    *,
+    since: timedelta | None = None,
+    rollback_window: timedelta = ROLLBACK_WINDOW,
+    now: datetime | None = None,
+) -> tuple[Stats, dict[str, str]]:
+    """The four DORA keys from every host's own records (`deployer.delivery`), and the hosts
+    that could not be read."""
+    bus = _bus(options, None)
+    runner = _runner(loaded, options, bus)
+    try:
+        found = gather_history(runner, _read_only_plans(loaded))
+    finally:
+        runner.close()
+    records = {h: r for h, r in found.items() if not isinstance(r, BaseException)}
+    errors = {h: str(r) for h, r in found.items() if isinstance(r, BaseException)}
+    stats = compute(
+        merge_runs(records),
+        now=now or datetime.now(UTC).replace(microsecond=0),
+        since=since,
+        rollback_window=rollback_window,
+    )
+    return stats, errors
 
 
 def _traffic(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:

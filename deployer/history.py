@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # "traffic": a blue-green load balancer now sends traffic to `color` (which runs `release`).
-ACTIONS = ("deploy", "rollback", "flags", "traffic")
+# "drill": a rehearsed rollback and roll-forward (`deployer.drill`); `release` is where the
+# host ended, `previous` where it began, `drill` holds the target and the timings.
+ACTIONS = ("deploy", "rollback", "flags", "traffic", "drill")
 RESULTS = ("success", "failed", "rolled_back")
+# Fields added for delivery metrics (`deployer.delivery`). Records written before them lack
+# them, and a record that has no value for one keeps its old shape (the key is left out).
+OPTIONAL = ("color", "started", "ended", "committed", "undid", "drill")
 
 
 @dataclass(frozen=True)
@@ -27,11 +33,23 @@ class Record:
     previous: str | None = None  # release current pointed at before this action
     # Blue-green: the host's color on a deploy record; the color now live on a traffic record.
     color: str | None = None
+    started: str | None = None  # UTC ISO-8601: when the run began (this machine's clock)
+    ended: str | None = None  # when the run ended on this host (old records: see `end`)
+    committed: str | None = None  # deploy: the commit time of the REVISION's commit (git)
+    undid: str | None = None  # rollback: the run id of the deploy it took back
+    drill: Mapping[str, Any] | None = None  # drill: target and seconds of each leg
+
+    @property
+    def end(self) -> str:
+        """When the run ended: `ended`, or for older records `time`, which every flow writes
+        at its finish step."""
+        return self.ended or self.time
 
     def to_json(self) -> str:
         data = asdict(self)
-        if data["color"] is None:  # records of other strategies keep their exact old shape
-            del data["color"]
+        for key in OPTIONAL:
+            if data[key] is None:  # records keep their exact old shape
+                del data[key]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -54,11 +72,28 @@ def parse_records(lines: Iterable[str]) -> list[Record]:
                     run_id=str(data.get("run_id", "")),
                     previous=data.get("previous"),
                     color=data.get("color"),
+                    started=_text(data.get("started")),
+                    ended=_text(data.get("ended")),
+                    committed=_text(data.get("committed")),
+                    undid=_text(data.get("undid")),
+                    drill=data["drill"] if isinstance(data.get("drill"), dict) else None,
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return records
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def undone_run(records: Sequence[Record], current: str | None) -> str | None:
+    """The run a rollback from `current` takes back: the last successful deploy of it."""
+    for record in reversed(records):
+        if record.action == "deploy" and record.release == current and record.result == "success":
+            return record.run_id or None
+    return None
 
 
 def release_stack(records: Sequence[Record]) -> list[str]:
@@ -70,6 +105,12 @@ def release_stack(records: Sequence[Record]) -> list[str]:
     """
     stack: list[str] = []
     for record in records:
+        if record.action == "drill":
+            # A drill that ended where it began changes nothing; one that ended on its
+            # target (its roll-forward failed) left the host as a rollback would.
+            if record.release != record.previous and record.release in stack:
+                del stack[stack.index(record.release) + 1 :]
+            continue
         if record.result != "success":
             continue
         if record.action == "deploy":
@@ -135,6 +176,7 @@ class Run:
     action: str
     release: str
     results: dict[str, str]  # host -> result, in the order the hosts were given
+    drill: Mapping[str, Any] | None = None  # a drill's target and timings (first host's)
 
 
 def runs(by_host: Mapping[str, Sequence[Record]]) -> list[Run]:
@@ -148,10 +190,10 @@ def runs(by_host: Mapping[str, Sequence[Record]]) -> list[Run]:
             key = (r.run_id or f"{r.time}/{r.release}", r.action)
             run = found.get(key)
             if run is None:
-                run = found[key] = Run(r.run_id, r.time, r.user, r.action, r.release, {})
+                run = found[key] = Run(r.run_id, r.time, r.user, r.action, r.release, {}, r.drill)
             elif r.time and (not run.time or r.time < run.time):
                 found[key] = run = Run(
-                    run.run_id, r.time, run.user, r.action, r.release, run.results
+                    run.run_id, r.time, run.user, r.action, r.release, run.results, run.drill
                 )
             run.results[host] = r.result
     return sorted(found.values(), key=lambda run: run.time)

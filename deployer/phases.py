@@ -464,12 +464,16 @@ def finish_failed(
 
 
 def deploy_record(plan: DeployPlan, previous: str | None, result: str) -> Record:
+    now = utc_now()
     return Record(
-        time=utc_now(),
+        time=now,
         user=operator(),
         release=plan.release_id,
         action="deploy",
         result=result,
         run_id=plan.run_id,
         previous=previous,
+        started=plan.started,
+        ended=now,
+        committed=plan.committed,
     )

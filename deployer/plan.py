@@ -105,6 +105,10 @@ class DeployPlan:
     playbook: Playbook
     # The resolved values, for whoever needs them (they print as *** anyway).
     secrets: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    # For the history records (delivery metrics): when the run began, and the commit time of
+    # the release's commit (git sources), both UTC ISO-8601.
+    started: str | None = None
+    committed: str | None = None
 
     def without(self, names: set[str]) -> DeployPlan:
         """The plan minus some hosts (skipped as unreachable); empty batches dropped."""

@@ -11,11 +11,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from deployer import phases
-from deployer.errors import DeployerError, DeployFailed, PreflightError
+from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import BatchFinished, BatchStarted, EventBus, RunStarted
 from deployer.facts import HostFacts
 from deployer.finishing import FinishReport, finish_hosts
-from deployer.history import Record, rollback_target
+from deployer.history import Record, rollback_target, undone_run
 from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, release_locks
 from deployer.plan import DeployPlan, HostPlan
@@ -122,34 +122,9 @@ def rollback(
             hint=f"fix the hook, or the reason it refused, and re-run `invoke rollback"
             f" --env {plan.env}`",
         ) from None
-    http = plan.playbook.health.http
-    expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
     try:
-        for index, names in enumerate(plan.batches, 1):
-            batch = [plan.host(n) for n in names if on[n] != target]
-            bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
-
-            def one(hp: HostPlan) -> None:
-                runner.step(
-                    hp.host,
-                    scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
-                )
-                on[hp.name] = target
-                check_host(runner, plan.playbook.health, hp, expect)
-
-            failed = failures(runner.each(batch, one))
-            bus.emit(
-                BatchFinished(
-                    index=index,
-                    total=len(plan.batches),
-                    healthy=[n for n in names if n not in failed],
-                    failed=sorted(failed),
-                    within_budget=not failed,
-                )
-            )
-            if failed:
-                break
+        failed = switch_batches(plan, runner, bus, on, target, run_id)
     finally:
         # Whatever happened above, and never able to turn a healthy host into a failed one.
         report = _finish(plan, runner, bus, facts, on, target, run_id, failed)
@@ -168,6 +143,54 @@ def rollback(
     return on
 
 
+def switch_batches(
+    plan: DeployPlan,
+    runner: Runner,
+    bus: EventBus,
+    on: dict[str, str | None],
+    target: str,
+    run_id: str,
+) -> dict[str, DeployerError]:
+    """Switch the plan's hosts not yet on `target` to it, batch by batch, restarting and
+    health-checking each; `on` follows where every host is. Stops after the first batch with
+    a failure and returns the failed hosts, with why (a rollback, and both legs of a drill)."""
+    http = plan.playbook.health.http
+    expect = target if http and http.expect_version else None
+    failed: dict[str, DeployerError] = {}
+    for index, names in enumerate(plan.batches, 1):
+        batch = [plan.host(n) for n in names if on[n] != target]
+        bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
+
+        def one(hp: HostPlan) -> None:
+            try:
+                runner.step(
+                    hp.host,
+                    scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
+                )
+            except RemoteCommandError as exc:
+                # The rename is the switch sub-step's last command: a later failure (the
+                # restart) means the host is on the target.
+                if exc.step != "switch":
+                    on[hp.name] = target
+                raise
+            on[hp.name] = target
+            check_host(runner, plan.playbook.health, hp, expect)
+
+        failed = failures(runner.each(batch, one))
+        bus.emit(
+            BatchFinished(
+                index=index,
+                total=len(plan.batches),
+                healthy=[n for n in names if n not in failed],
+                failed=sorted(failed),
+                within_budget=not failed,
+            )
+        )
+        if failed:
+            break
+    return failed
+
+
 def _finish(
     plan: DeployPlan,
     runner: Runner,
@@ -184,14 +207,17 @@ def _finish(
         moved = on[hp.name] == target and facts[hp.name].current != target
         records = []
         if moved or hp.name in failed:
+            now = utc_now()
             record = Record(
-                time=utc_now(),
+                time=now,
                 user=operator(),
                 release=target,
                 action="rollback",
                 result="failed" if hp.name in failed else "success",
                 run_id=run_id,
                 previous=facts[hp.name].current,
+                ended=now,
+                undid=undone_run(facts[hp.name].history, facts[hp.name].current),
             )
             records.append(record.to_json())
         return scripts.finish(

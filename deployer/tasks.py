@@ -4,6 +4,7 @@ codes. Nothing else lives here. A project exposes them with `from deployer.tasks
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -13,6 +14,8 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deployer import api
+from deployer.delivery import parse_since, render_json, render_prometheus, render_text
+from deployer.drill import Smoke
 from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
@@ -230,9 +233,59 @@ def releases(
         "env",
         "limit",
         "format",
+        "verbose",
+        "accept_new_host_keys",
+        "playbook",
+        hold="seconds to stay on the rollback target, checking health (default 30)",
+        smoke="a command that must pass after each leg and through the hold (bash, here)",
+        smoke_on_hosts="run --smoke on every host, in its live release, instead of here",
+        schema_ok="the target's code runs on the live schema: skip the SCHEMA comparison",
+        yes="drill an environment marked as production",
+    )
+)
+@handles_errors
+def drill(
+    c: Context,
+    env: str | None = None,
+    limit: str | None = None,
+    hold: float = 30.0,
+    smoke: str | None = None,
+    smoke_on_hosts: bool = False,
+    schema_ok: bool = False,
+    yes: bool = False,
+    format: str = "text",
+    verbose: bool = False,
+    accept_new_host_keys: bool = False,
+    playbook: str = "deploy",
+) -> None:
+    """Rehearse a rollback: back to the rollback target, hold, forward again; timed."""
+    loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
+    result = api.drill(
+        loaded,
+        options(format, verbose, accept_new_host_keys),
+        hold=hold,
+        smoke=Smoke(smoke, on_hosts=smoke_on_hosts) if smoke else None,
+        schema_ok=schema_ok,
+        yes=yes,
+    )
+    if format == "text":
+        t = result.timings
+        print(f"time to restore {result.target}: {t['restore']:.1f}s (every host verified)")
+        print(f"held on it:       {t['hold']:.1f}s")
+        print(f"time to roll forward to {result.live}: {t['forward']:.1f}s (every host verified)")
+
+
+@task(
+    help=_help(
+        "env",
+        "limit",
         "accept_new_host_keys",
         "playbook",
         last="how many runs to show, newest last (default 20; 0: all the hosts keep)",
+        format="text (default) or json; with --stats also prometheus",
+        stats="delivery metrics (the four DORA keys) instead of the runs",
+        since="with --stats: only runs that ended this recently: 12h, 30d, 4w",
+        rollback_window="with --stats: a rollback this long after a deploy fails it (24h)",
     )
 )
 @handles_errors
@@ -244,9 +297,18 @@ def history(
     format: str = "text",
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
+    stats: bool = False,
+    since: str | None = None,
+    rollback_window: str = "24h",
 ) -> None:
-    """Who deployed, rolled back or pushed flags, when, and each host's result; from the hosts."""
+    """Who deployed, rolled back or drilled, when, with each host's result; --stats: DORA keys.
+
+    Read from the hosts' own records. With --stats: deployment frequency, lead time, change
+    failure rate and time to restore computed from them (text, json or prometheus)."""
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
+    if stats:
+        _print_stats(loaded, format, accept_new_host_keys, since, rollback_window)
+        return
     found, errors = api.history(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     shown = found[-last:] if last > 0 else found
     if format == "json":
@@ -264,6 +326,25 @@ def history(
         raise Exit(code=5)  # as status: what is shown misses those hosts
 
 
+def _print_stats(
+    loaded: api.Loaded, format: str, accept: bool, since: str | None, window: str
+) -> None:
+    render = {"text": render_text, "json": render_json, "prometheus": render_prometheus}
+    if format not in render:
+        raise Exit(f"error: --format must be text, json or prometheus, not {format!r}", code=2)
+    stats, errors = api.delivery_stats(
+        loaded,
+        api.Options(accept_new_host_keys=accept),
+        since=parse_since(since) if since else None,
+        rollback_window=parse_since(window),
+    )
+    print(render[format](stats, loaded.env), end="" if format != "json" else "\n")
+    for host, error in errors.items():
+        print(f"{host}: UNREACHABLE  {error.splitlines()[0]}", file=sys.stderr)
+    if errors:
+        raise Exit(code=5)  # the figures miss those hosts' records
+
+
 def _history_line(run: Run) -> str:
     by_result: dict[str, list[str]] = {}
     for host, result in run.results.items():
@@ -272,9 +353,17 @@ def _history_line(run: Run) -> str:
         f"{result} on {' '.join(hosts) if len(hosts) <= 6 else f'{len(hosts)} hosts'}"
         for result, hosts in by_result.items()
     )
+    drill = ""
+    if run.drill:  # to the target and back, with each leg's seconds
+        legs = ", ".join(
+            f"{leg} {run.drill[leg]:.1f}s"
+            for leg in ("restore", "hold", "forward")
+            if leg in run.drill
+        )
+        drill = f"  [to {run.drill.get('target', '?')} and back: {legs}]"
     return (
         f"{run.time or '-':<20}  {run.user or '-':<12} {run.action:<8}  {run.release}  {outcome}"
-        f"  (run {run.run_id or '-'})"
+        f"{drill}  (run {run.run_id or '-'})"
     )
 
 
@@ -373,6 +462,8 @@ sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 
-ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, inventory, sandbox)
+ns = Collection(
+    deploy, preflight, rollback, drill, status, releases, history, unlock, inventory, sandbox
+)
 ns.add_collection(flags_collection)
 ns.add_task(init)

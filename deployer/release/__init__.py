@@ -73,6 +73,7 @@ class Release:
     files: Mapping[str, FileEntry]  # every regular file, REVISION included, MANIFEST not
     tree: Tree | None = None  # the checked source, to pack subsets from (delta uploads)
     source: str = ""  # REVISION's second line: the commit or `dir:<digest>`
+    committed: datetime | None = None  # the commit time of REVISION's commit (git sources)
 
     @property
     def built_at(self) -> datetime:
@@ -107,6 +108,20 @@ def _manifest_text(files: Mapping[str, FileEntry]) -> str:
 
 
 # ------------------------------------------------------------------------------ building
+
+
+def commit_time(repo: Path, commit: str) -> datetime | None:
+    """The committer time of a commit (for lead time: `deployer.delivery`); None if git
+    cannot say."""
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "show", "-s", "--format=%ct", commit],
+        capture_output=True,
+        check=False,
+    )
+    try:
+        return datetime.fromtimestamp(int(proc.stdout.decode().strip()), UTC)
+    except ValueError:
+        return None
 
 
 def _check_subdir(subdir: str) -> str:
@@ -220,4 +235,5 @@ def build_release(
         files=files,
         tree=tree,
         source=source,
+        committed=commit_time(git_repo, commit) if git_repo is not None and commit else None,
     )

@@ -31,7 +31,7 @@ import flags_runtime  # noqa: E402  (a copy of deployer/flags/runtime.py: hosts 
 import migrate  # noqa: E402
 import settings  # noqa: E402
 
-REQUIRED_SCHEMA = 2  # this release needs migrations up to 002
+REQUIRED_SCHEMA = 2  # this release needs migrations up to 002 (SCHEMA says so too)
 APP_DIR = settings.APP_DIR
 BROKEN_ON = APP_DIR / "BROKEN_ON"  # test hook: listen addresses (or *) whose health fails
 SLOW_MS = APP_DIR / "SLOW_MS"  # test hook: milliseconds to sleep per request

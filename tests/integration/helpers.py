@@ -158,6 +158,7 @@ def add_migration(project: Project, number: int, sql: str) -> None:
     import re
 
     app.write_text(re.sub(r"REQUIRED_SCHEMA = \d+", f"REQUIRED_SCHEMA = {number}", text))
+    (project.app / "SCHEMA").write_text(f"{number}\n")  # what a rollback drill compares
 
 
 def break_on(project: Project, hosts: list[str] | str) -> None:
