@@ -23,6 +23,8 @@ from deployer.probe import check_host
 from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.runner import Runner, failures, operator, utc_now
+from deployer.strategies.drain import DrainPlan
+from deployer.strategies.drainer import Drainer, DrainRefused
 
 PlanFor = Callable[[str], DeployPlan]  # release id -> the plan rendered for it
 
@@ -62,8 +64,16 @@ def choose_targets(facts: dict[str, HostFacts], to: str | None, env: str) -> dic
 
 
 def rollback(
-    plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str, to: str | None = None
+    plan_for: PlanFor,
+    runner: Runner,
+    bus: EventBus,
+    *,
+    run_id: str,
+    to: str | None = None,
+    drain: DrainPlan | None = None,
 ) -> dict[str, str | None]:
+    """Roll every host of `plan_for`'s plan back; with `drain` (the plan then holds the app
+    hosts only), each batch leaves the load balancers while it restarts."""
     started = time.monotonic()
     probe_plan = plan_for(to or "0" * 16 + "Z-0000000")
     hosts = list(probe_plan.hosts)
@@ -125,6 +135,8 @@ def rollback(
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
+    drainer = Drainer(drain, runner, bus, run_id)
+    refused: DrainRefused | None = None
     try:
         for index, names in enumerate(plan.batches, 1):
             batch = [plan.host(n) for n in names if on[n] != target]
@@ -138,7 +150,12 @@ def rollback(
                 on[hp.name] = target
                 check_host(runner, plan.playbook.health, hp, expect)
 
-            failed = failures(runner.each(batch, one))
+            try:
+                with drainer.out_of_service([hp.name for hp in batch]):
+                    failed = failures(runner.each(batch, one))
+            except DrainRefused as exc:
+                refused = exc  # nothing of this batch restarted
+                break
             bus.emit(
                 BatchFinished(
                     index=index,
@@ -153,8 +170,12 @@ def rollback(
     finally:
         # Whatever happened above, and never able to turn a healthy host into a failed one.
         report = _finish(plan, runner, bus, facts, on, target, run_id, failed)
-    ok = not failed
+    ok = not failed and refused is None
     phases.finished(bus, plan, started, dict(on), ok=ok, action="rollback", extra=report.record())
+    if refused is not None:
+        run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
+        refused.releases = dict(on)
+        raise refused
     if not ok:
         run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
         raise DeployFailed(
