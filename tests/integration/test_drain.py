@@ -7,6 +7,9 @@ retried on another server: nothing was hidden by retries either."""
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 
 from deployer import api
 from deployer.errors import DeployFailed
-from deployer.events import CanaryAnalyzed, Event, Notice, StepFinished, StepStarted
+from deployer.events import BatchStarted, CanaryAnalyzed, Event, Notice, StepFinished, StepStarted
 from deployer.sandbox import Fleet
 from tests.integration.client import Client, Response, request
 from tests.integration.helpers import APP_ROOT, HOSTS, REPO, Project, make_project
@@ -72,7 +75,7 @@ def mixed_client(nginx: Nginx) -> Client:
 
 def assert_nothing_failed_or_retried(client: Client, nginx: Nginx, since: float) -> None:
     retried = nginx.retried(since)
-    print(f"\n{client.summary()}; nginx retried {len(retried)} request(s) on another server")
+    print(f"\nnginx retried {len(retried)} request(s) on another server; {client.summary()}")
     assert client.failures() == [], client.summary() + "\nnginx error.log:\n" + nginx.error_log()
     assert client.count("POST") > 10 and client.count("GET") > 10
     assert retried == [], retried[:10]
@@ -202,7 +205,7 @@ def test_slow_post_in_flight_when_its_host_is_drained_completes_with_its_full_re
 
     def on_event(event: Event) -> None:
         events.append(event)
-        if isinstance(event, StepStarted) and event.step == "drain" and not threads:
+        if isinstance(event, BatchStarted) and event.index == 1:
             # Just before batch 1 (web1) leaves: one 4 s POST on each of the 4 servers.
             for n in range(4):
                 payload = f"slow order {n}".encode()
@@ -267,3 +270,34 @@ def _pid(project: Project, host: str) -> int:
     code, out = project.fleet.exec(host, f"cat {APP_ROOT}/shared/run/app.pid")
     assert code == 0, out
     return int(out.strip())
+
+
+def test_ctrl_c_while_a_batch_is_drained_puts_it_back(
+    clean_fleet: Fleet, nginx: Nginx, tmp_path: Path
+) -> None:
+    project = drain_project(tmp_path / "project", clean_fleet, nginx)
+    old = project.deploy()["web1"]
+    (project.app / "WARMUP_S").write_text("6\n")  # the new release is slow to become healthy
+    invoke = Path(sys.executable).with_name("invoke")
+    proc = subprocess.Popen(
+        [str(invoke), "deploy", "--env", "test"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while " down;" not in nginx.upstream():  # batch 1 (web1) is out of the load balancer
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the switch and the health wait
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out + err
+    assert " down;" not in nginx.upstream(), out + err  # web1 is back in service
+    with nginx_client(nginx) as client:
+        client.wait_for(12)
+    assert client.failures() == [], client.summary()
+    assert {r.version for r in client.responses} <= {old, project.current("web1")}
+    for host in HOSTS:
+        assert not project.locked(host), out + err
