@@ -301,3 +301,27 @@ def test_ctrl_c_while_a_batch_is_drained_puts_it_back(
     assert {r.version for r in client.responses} <= {old, project.current("web1")}
     for host in HOSTS:
         assert not project.locked(host), out + err
+
+
+def test_dry_run_shows_which_hosts_leave_the_load_balancer_in_which_batch(
+    clean_fleet: Fleet, nginx: Nginx, tmp_path: Path
+) -> None:
+    project = drain_project(tmp_path / "project", clean_fleet, nginx, {"serial": [1, 3]})
+    shown = project.invoke("deploy", "--env", "test", "--dry-run")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    out = shown.stdout
+    assert "drain: load balancer(s) web5 (not deployed to); app hosts web1 web2 web3 web4" in out
+    assert "batch 1: web1 leave(s) the load balancer (3 in service), restart, come back" in out
+    assert (
+        "batch 2: web2, web3, web4 restart(s) in service: draining it would leave 1 of 4 in"
+        " service (min_in_service 2)" not in out
+    )
+    assert "batch 2: web2, web3, web4 leave(s) the load balancer (1 in service)" in out
+    assert "== web5 (" not in out  # nothing is deployed to the load balancer
+    project.playbook(strategy={"drain": nginx.drain_settings(min_in_service=2)})
+    out = project.invoke("deploy", "--env", "test", "--dry-run").stdout
+    assert (
+        "batch 2: web2, web3, web4 restart(s) in service: draining it would leave 1 of 4 in"
+        " service (min_in_service 2)" in out
+    )
+    assert nginx.upstream().count(" down") == 0  # a dry run changes nothing
