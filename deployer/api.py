@@ -58,6 +58,7 @@ from deployer.reporters.webhook import WebhookReporter
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id, utc_now
 from deployer.secrets import Secret, mask, resolve_secrets
+from deployer.strategies.drain import DrainPlan, describe_drain, plan_drain
 from deployer.traffic import TrafficPlan, plan_traffic
 
 PLACEHOLDER_RELEASE = "00000000T000000Z-0000000"
@@ -295,8 +296,13 @@ def deploy(
             committed=_iso(release.committed) if release.committed else None,
         )
         traffic = _traffic(loaded, plan)
+        plan, drain = _drain(loaded, plan)
         if dry_run:
-            return describe(plan, release) + (describe_traffic(traffic) if traffic else "")
+            return (
+                describe(plan, release)
+                + (describe_traffic(traffic) if traffic else "")
+                + (describe_drain(drain) if drain else "")
+            )
         run_build_hooks(plan.hosts, "after_build")
         local = local_facts(
             plan,
@@ -323,6 +329,7 @@ def deploy(
                     skip_unreachable=skip_unreachable,
                     resume_from=resumed["run_id"] if resumed else None,
                     checks=Checks(local, policy),
+                    drain=drain,
                 )
         finally:
             runner.close()
@@ -470,9 +477,10 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
         to = validate_release_id(to)
     run_id = new_run_id()
     traffic = None
+    plan = loaded.plan(PLACEHOLDER_RELEASE, run_id, render_files=False)
     if loaded.playbook.strategy.kind == "blue_green":
-        plan = loaded.plan(PLACEHOLDER_RELEASE, run_id, render_files=False)
         traffic = _traffic(loaded, plan)
+    _, drain = _drain(loaded, plan)
     bus = _bus(options, loaded.project.runs)
     runner = _runner(loaded, options, bus)
     try:
@@ -480,11 +488,12 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
             if traffic is not None:
                 return run_blue_green_rollback(plan, traffic, runner, bus, run_id=run_id, to=to)
             return run_rollback(
-                lambda rid: loaded.plan(rid, run_id, render_files=False),
+                lambda rid: _drain(loaded, loaded.plan(rid, run_id, render_files=False))[0],
                 runner,
                 bus,
                 run_id=run_id,
                 to=to,
+                drain=drain,
             )
     finally:
         runner.close()
@@ -576,6 +585,13 @@ def _traffic(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:
     if loaded.playbook.strategy.kind != "blue_green":
         return None
     return plan_traffic(plan, loaded.inventory, loaded.project.templates)
+
+
+def _drain(loaded: Loaded, plan: DeployPlan) -> tuple[DeployPlan, DrainPlan | None]:
+    """With strategy.drain: the app hosts' plan (load balancers set aside) and the drain
+    plan (pure); else the plan as it is."""
+    found = plan_drain(plan, loaded.inventory, loaded.project.templates)
+    return found if found else (plan, None)
 
 
 def _read_only_plans(loaded: Loaded) -> tuple[HostPlan, ...]:

@@ -19,6 +19,8 @@ from deployer.plan import DeployPlan, HostPlan, over_budget
 from deployer.preflight import Checks
 from deployer.release import Release
 from deployer.runner import Runner
+from deployer.strategies.drain import DrainPlan
+from deployer.strategies.drainer import Drainer, DrainRefused
 
 
 def deploy(
@@ -30,9 +32,11 @@ def deploy(
     skip_unreachable: bool = False,
     resume_from: str | None = None,
     checks: Checks | None = None,
+    drain: DrainPlan | None = None,
 ) -> dict[str, str | None]:
     """Deploy `release` per `plan`. Returns host -> release on success; raises DeployFailed
-    (with every host's release) when the rollout stopped or any host failed.
+    (with every host's release) when the rollout stopped or any host failed. With `drain`,
+    each batch leaves the load balancers while it restarts (`plan` holds the app hosts).
 
     The pre-deployment checklist runs once the lock is taken, from the facts that step
     returned; `checks` None runs only its critical fleet items (hosts, lock, disk): the
@@ -79,7 +83,7 @@ def deploy(
         phases.stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
         phases.migrate(plan, runner, state, bus)
-        _rollout(plan, runner, state, bus)
+        _rollout(plan, runner, state, bus, Drainer(drain, runner, bus, plan.run_id))
     except KeyboardInterrupt:
         if state.migrated_on:
             bus.emit(
@@ -141,7 +145,9 @@ def deploy(
     return dict(state.on)
 
 
-def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus) -> None:
+def _rollout(
+    plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus, drainer: Drainer
+) -> None:
     strategy = plan.playbook.strategy
     expect = plan.release_id if phases.expects_version(plan) else None
     done: list[HostPlan] = []
@@ -149,38 +155,55 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
         batch = [plan.host(n) for n in names]
         bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
         earlier = done if strategy.rollback == "all" else []
-        _switch_hook(plan, runner, state, bus, "before_switch", batch, index, revert=earlier)
-        bad = phases.switch_and_check(plan, runner, state, batch, plan.release_id, expect)
-        stop = over_budget(len(batch), len(bad), strategy.max_fail_percentage)
-        bus.emit(
-            BatchFinished(
-                index=index,
-                total=len(plan.batches),
-                healthy=[h.name for h in batch if h.name not in bad],
-                failed=sorted(bad),
-                within_budget=not stop,
-            )
+        _switch_hook(
+            plan, runner, state, bus, "before_switch", batch, index, revert=earlier, drainer=drainer
         )
-        if stop:
-            revert = batch + (done if strategy.rollback == "all" else [])
-            phases.revert(plan, runner, state, bus, revert)
-            raise DeployFailed(
-                f"batch {index}/{len(plan.batches)} unhealthy ({len(bad)} of {len(batch)} hosts"
-                f" failed, max_fail_percentage {strategy.max_fail_percentage:g});"
-                f" rolled back {len(revert)} host(s)",
-                failures=list(bad.values()),
-                hint=phases.recovery_hint(plan),
-            )
-        if bad:
-            state.failed.update(bad)
-            phases.revert(plan, runner, state, bus, [h for h in batch if h.name in bad])
+        try:
+            # Out of the load balancers (with strategy.drain) until healthy or reverted.
+            with drainer.out_of_service(names):
+                bad = phases.switch_and_check(plan, runner, state, batch, plan.release_id, expect)
+                stop = over_budget(len(batch), len(bad), strategy.max_fail_percentage)
+                bus.emit(
+                    BatchFinished(
+                        index=index,
+                        total=len(plan.batches),
+                        healthy=[h.name for h in batch if h.name not in bad],
+                        failed=sorted(bad),
+                        within_budget=not stop,
+                    )
+                )
+                if stop:
+                    revert = batch + (done if strategy.rollback == "all" else [])
+                    _revert(plan, runner, state, bus, revert, drainer)
+                    raise DeployFailed(
+                        f"batch {index}/{len(plan.batches)} unhealthy ({len(bad)} of"
+                        f" {len(batch)} hosts failed, max_fail_percentage"
+                        f" {strategy.max_fail_percentage:g}); rolled back {len(revert)} host(s)",
+                        failures=list(bad.values()),
+                        hint=phases.recovery_hint(plan),
+                    )
+                if bad:
+                    state.failed.update(bad)
+                    phases.revert(plan, runner, state, bus, [h for h in batch if h.name in bad])
+        except DrainRefused:
+            # Nothing of this batch restarted; earlier batches go back as for a failure.
+            _revert(plan, runner, state, bus, earlier, drainer)
+            raise
         healthy = [h for h in batch if h.name not in bad]
         _switch_hook(
-            plan, runner, state, bus, "after_switch", healthy, index, revert=healthy + earlier
+            plan,
+            runner,
+            state,
+            bus,
+            "after_switch",
+            healthy,
+            index,
+            revert=healthy + earlier,
+            drainer=drainer,
         )
         done.extend(healthy)
         if strategy.canary and index < len(plan.batches):
-            _bake(plan, runner, state, bus, index, done)
+            _bake(plan, runner, state, bus, index, done, drainer)
         if strategy.pause and index < len(plan.batches):
             bus.emit(
                 Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch")
@@ -198,6 +221,7 @@ def _switch_hook(
     index: int,
     *,
     revert: list[HostPlan],
+    drainer: Drainer,
 ) -> None:
     """A batch's before_switch/after_switch hooks. A failure counts as the batch failing:
     the hosts switched so far go back as `rollback` says, as for an unhealthy batch, so a
@@ -205,7 +229,7 @@ def _switch_hook(
     try:
         run_hooks(runner, plan, point, hosts)
     except DeployerError as exc:
-        phases.revert(plan, runner, state, bus, revert)
+        _revert(plan, runner, state, bus, revert, drainer)
         raise DeployFailed(
             f"hook {point} failed in batch {index}/{len(plan.batches)};"
             f" rolled back {len(revert)} host(s)",
@@ -221,6 +245,7 @@ def _bake(
     bus: EventBus,
     index: int,
     done: list[HostPlan],
+    drainer: Drainer,
 ) -> None:
     """Let canary step `index` bake while its numbers are compared with the hosts still on
     the old release; promote, or return every switched host to where it was."""
@@ -259,10 +284,25 @@ def _bake(
         raise KeyboardInterrupt
     if verdict.promote:
         return
-    phases.revert(plan, runner, state, bus, list(done))
+    _revert(plan, runner, state, bus, list(done), drainer)
     raise DeployFailed(
         f"canary step {index}/{len(plan.batches)} {verdict.reason}; rolled back"
         f" {len(done)} host(s) to their previous release",
         hint=f"see the canary analysis above (and in the run record); fix the release and"
         f" re-run `invoke deploy --env {plan.env}`",
     )
+
+
+def _revert(
+    plan: DeployPlan,
+    runner: Runner,
+    state: DeployState,
+    bus: EventBus,
+    hosts: list[HostPlan],
+    drainer: Drainer,
+) -> None:
+    """phases.revert, with the hosts that move out of the load balancers while they
+    restart (when drained; a load balancer refusing is a warning: the revert goes on)."""
+    moving = [hp.name for hp in hosts if state.on.get(hp.name) != state.previous.get(hp.name)]
+    with drainer.out_of_service(moving, required=False):
+        phases.revert(plan, runner, state, bus, hosts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
@@ -23,6 +24,8 @@ from deployer.probe import check_host
 from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.runner import Runner, failures, operator, utc_now
+from deployer.strategies.drain import DrainPlan
+from deployer.strategies.drainer import Drainer, DrainRefused
 
 PlanFor = Callable[[str], DeployPlan]  # release id -> the plan rendered for it
 
@@ -62,8 +65,16 @@ def choose_targets(facts: dict[str, HostFacts], to: str | None, env: str) -> dic
 
 
 def rollback(
-    plan_for: PlanFor, runner: Runner, bus: EventBus, *, run_id: str, to: str | None = None
+    plan_for: PlanFor,
+    runner: Runner,
+    bus: EventBus,
+    *,
+    run_id: str,
+    to: str | None = None,
+    drain: DrainPlan | None = None,
 ) -> dict[str, str | None]:
+    """Roll every host of `plan_for`'s plan back; with `drain` (the plan then holds the app
+    hosts only), each batch leaves the load balancers while it restarts."""
     started = time.monotonic()
     probe_plan = plan_for(to or "0" * 16 + "Z-0000000")
     hosts = list(probe_plan.hosts)
@@ -123,13 +134,22 @@ def rollback(
             f" --env {plan.env}`",
         ) from None
     failed: dict[str, DeployerError] = {}
+    drainer = Drainer(drain, runner, bus, run_id)
+    refused: DrainRefused | None = None
     try:
-        failed = switch_batches(plan, runner, bus, on, target, run_id)
+        try:
+            failed = switch_batches(plan, runner, bus, on, target, run_id, drainer=drainer)
+        except DrainRefused as exc:
+            refused = exc  # nothing of that batch restarted
     finally:
         # Whatever happened above, and never able to turn a healthy host into a failed one.
         report = _finish(plan, runner, bus, facts, on, target, run_id, failed)
-    ok = not failed
+    ok = not failed and refused is None
     phases.finished(bus, plan, started, dict(on), ok=ok, action="rollback", extra=report.record())
+    if refused is not None:
+        run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
+        refused.releases = dict(on)
+        raise refused
     if not ok:
         run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
         raise DeployFailed(
@@ -150,10 +170,14 @@ def switch_batches(
     on: dict[str, str | None],
     target: str,
     run_id: str,
+    *,
+    drainer: Drainer | None = None,
 ) -> dict[str, DeployerError]:
     """Switch the plan's hosts not yet on `target` to it, batch by batch, restarting and
     health-checking each; `on` follows where every host is. Stops after the first batch with
-    a failure and returns the failed hosts, with why (a rollback, and both legs of a drill)."""
+    a failure and returns the failed hosts, with why (a rollback, and both legs of a drill).
+    With `drainer`, each batch is out of the load balancers while it restarts; a load
+    balancer refusing that raises DrainRefused before anything of the batch restarted."""
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
@@ -176,7 +200,8 @@ def switch_batches(
             on[hp.name] = target
             check_host(runner, plan.playbook.health, hp, expect)
 
-        failed = failures(runner.each(batch, one))
+        with drainer.out_of_service([hp.name for hp in batch]) if drainer else nullcontext():
+            failed = failures(runner.each(batch, one))
         bus.emit(
             BatchFinished(
                 index=index,

@@ -191,10 +191,26 @@ class BlueGreen:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """Rolling and canary: each batch leaves the load balancer(s) before it restarts and
+    comes back once healthy (deployer/strategies/drain.py). `load_balancer` takes the same
+    keys as blue-green's; its template marks a host down when `h.down` is true."""
+
+    load_balancer: LoadBalancer = LoadBalancer()
+    timeout: float = 30.0  # most seconds to wait for a drained batch's in-flight requests
+    # How to know the batch is drained: "nginx" waits until the nginx workers that ran
+    # before the reload (they hold the in-flight requests) have exited, at most `timeout`;
+    # "timeout" always waits the full `timeout`.
+    wait: Literal["nginx", "timeout"] = "timeout"
+    min_in_service: int = 1  # a batch is not drained when fewer would stay in service
+
+
+@dataclass(frozen=True)
 class Strategy:
     kind: Literal["rolling", "canary", "blue_green"] = "rolling"
     canary: Canary | None = None  # set when kind is canary
     blue_green: BlueGreen | None = None  # set when kind is blue_green
+    drain: Drain | None = None  # rolling and canary: drain batches from load balancers
     serial: tuple[int | str, ...] = ("100%",)  # Ansible `serial`: counts and "N%" strings
     max_fail_percentage: float = 0.0  # abort when a batch's failed share exceeds this
     pause: float = 0.0  # seconds between batches

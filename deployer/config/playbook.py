@@ -17,6 +17,7 @@ from deployer.config.model import (
     BlueGreen,
     Canary,
     Connection,
+    Drain,
     Health,
     Hook,
     HttpCheck,
@@ -130,9 +131,13 @@ def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
                 hint=f"create it, or fix src: (relative to {display_path(templates_dir)})",
             )
         check_template_file(path)
-    bg = playbook.strategy.blue_green
-    if bg is not None:
-        lb = bg.load_balancer
+    bg, drain = playbook.strategy.blue_green, playbook.strategy.drain
+    for section, lb in (
+        ("blue_green", bg.load_balancer if bg else None),
+        ("drain", drain.load_balancer if drain else None),
+    ):
+        if lb is None:
+            continue
         path = templates_dir / lb.template
         if not path.is_file():
             where = lb.where
@@ -140,7 +145,7 @@ def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
                 f"load balancer template not found: {display_path(path)}",
                 file=where.file if where else None,
                 line=where.line if where else None,
-                key_path="strategy.blue_green.load_balancer.template",
+                key_path=f"strategy.{section}.load_balancer.template",
                 hint=f"create it, or fix template: (relative to {display_path(templates_dir)})",
             )
         check_template_file(path)
@@ -303,7 +308,7 @@ def _http(node: Node) -> HttpCheck:
 
 
 def _strategy(node: Node) -> Strategy:
-    keys = ("kind", "serial", "max_fail_percentage", "pause", "rollback", *_KINDS[1:])
+    keys = ("kind", "serial", "max_fail_percentage", "pause", "rollback", "drain", *_KINDS[1:])
     fields = _fields(node, keys)
     defaults = Strategy()
     kind = fields["kind"].choice(_KINDS) if "kind" in fields else "rolling"
@@ -322,6 +327,12 @@ def _strategy(node: Node) -> Strategy:
             "kind blue_green needs a blue_green section naming the load balancer",
             hint=f"add strategy.blue_green.{_LB_EXAMPLE}",
         )
+    drain = fields.get("drain")
+    if drain is not None and kind == "blue_green":
+        raise drain.error(
+            "drain applies to kind rolling or canary: blue-green moves traffic in one step",
+            hint="remove strategy.drain",
+        )
     return Strategy(
         kind=cast(Literal["rolling", "canary", "blue_green"], kind),
         canary=(_canary(section) if section else Canary()) if kind == "canary" else None,
@@ -332,6 +343,7 @@ def _strategy(node: Node) -> Strategy:
         ),
         pause=pause.number(minimum=0) if pause else defaults.pause,
         rollback=cast(Literal["all", "batch"], rollback),
+        drain=_drain(drain) if drain else None,
     )
 
 
@@ -422,7 +434,26 @@ def _blue_green(node: Node) -> BlueGreen:
         if names[0] == names[1]:
             raise fields["colors"].error(f"the two colors must differ, got {names[0]!r} twice")
         colors = (names[0], names[1])
-    lb = fields["load_balancer"]
+    return BlueGreen(colors=colors, load_balancer=_load_balancer(fields["load_balancer"], colors))
+
+
+def _drain(node: Node) -> Drain:
+    fields = _fields(
+        node, ("load_balancer", "timeout", "wait", "min_in_service"), required=("load_balancer",)
+    )
+    defaults = Drain()
+    timeout, wait, floor = fields.get("timeout"), fields.get("wait"), fields.get("min_in_service")
+    return Drain(
+        load_balancer=_load_balancer(fields["load_balancer"], ()),
+        timeout=timeout.number(minimum=0) if timeout else defaults.timeout,
+        wait=cast(Literal["nginx", "timeout"], wait.choice(("nginx", "timeout")))
+        if wait
+        else defaults.wait,
+        min_in_service=floor.integer(minimum=0) if floor else defaults.min_in_service,
+    )
+
+
+def _load_balancer(lb: Node, colors: tuple[str, ...]) -> LoadBalancer:
     if lb.is_null:
         raise lb.error("required", hint=_LB_EXAMPLE)
     lb_fields = _fields(
@@ -437,17 +468,14 @@ def _blue_green(node: Node) -> BlueGreen:
     if not dest.text.startswith(("/", "{")):
         raise lb_fields["dest"].error(f"must be an absolute path, got {dest.text!r}")
     validate, verify = lb_fields.get("validate"), lb_fields.get("verify_url")
-    return BlueGreen(
-        colors=colors,
-        load_balancer=LoadBalancer(
-            hosts=hosts,
-            template=_relative(lb_fields["template"]),
-            dest=dest,
-            validate=_template(validate) if validate else None,
-            reload=_template(lb_fields["reload"]),
-            verify_url=_template(verify) if verify else None,
-            where=lb.location(),
-        ),
+    return LoadBalancer(
+        hosts=hosts,
+        template=_relative(lb_fields["template"]),
+        dest=dest,
+        validate=_template(validate) if validate else None,
+        reload=_template(lb_fields["reload"]),
+        verify_url=_template(verify) if verify else None,
+        where=lb.location(),
     )
 
 

@@ -3,6 +3,9 @@
 GET /health  200 {"status": "healthy", ...} or 500 {"status": "unhealthy", "reasons": [...]}
 GET /        records a visit and shows the release, environment and visit count; with
              `?user=ID`, "checkout": "new" or "old" as the `new-checkout` feature flag decides.
+POST /orders a write: stores the order (the request body) in the database and answers with
+             its id and the body's sha256; `?ms=N` takes N ms, answering the first half of
+             the body at N/2 ms (a slow request in flight, for zero-downtime tests).
 It must never write inside its release directory (releases are read-only on the hosts).
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -153,6 +157,27 @@ class App:
             "checkout": "new" if self.flag("new-checkout", user) else "old",
         }
 
+    def order(self, payload: bytes, visitor: str) -> tuple[int, dict[str, Any]]:
+        """Store an order: a visit row whose path carries the payload's digest."""
+        digest = hashlib.sha256(payload).hexdigest()
+        try:
+            with self._db() as conn:  # commits on success
+                cursor = conn.execute(
+                    "INSERT INTO visits (path, visitor, visited_at) VALUES (?, ?, ?)",
+                    (f"/orders/{digest}", visitor, time.time()),
+                )
+                order_id = cursor.lastrowid
+        except sqlite3.Error as exc:
+            return 500, {"error": f"database: {exc}", "version": self.version}
+        return 200, {
+            "order": order_id,
+            "sha256": digest,
+            "bytes": len(payload),
+            "version": self.version,
+            "host": self.config.listen,
+            "pid": os.getpid(),
+        }
+
     def flag(self, name: str, user: str | None) -> bool:
         # The file `invoke flags.set` pushes, named by app.ini; re-read only when it changes.
         # Without flags_file in app.ini, $DEPLOYER_FLAGS_FILE names it.
@@ -179,11 +204,39 @@ class Handler(BaseHTTPRequestHandler):
             status, body = self.app.index(path, self.client_address[0], user)
         else:
             status, body = 404, {"error": f"no such page: {path}"}
+        self._answer(status, body)
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = self.rfile.read(length) if length > 0 else b""
+        try:
+            ms = max(0, int(parse_qs(url.query).get("ms", ["0"])[0]))
+        except ValueError:
+            ms = 0
+        ms += slow_ms()
+        if url.path != "/orders":
+            self._answer(404, {"error": f"no such page: {url.path}"})
+            return
+        status, body = self.app.order(payload, self.client_address[0])
+        self._answer(status, body, pause=ms / 1000)
+
+    def _answer(self, status: int, body: dict[str, Any], pause: float = 0.0) -> None:
+        """Send a JSON answer. With `pause`, half of it is spent before the headers and half
+        between the two halves of the body, so the request is in flight all along."""
         data = (json.dumps(body) + "\n").encode()
+        if pause:
+            time.sleep(pause / 2)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if pause:
+            half = len(data) // 2
+            self.wfile.write(data[:half])
+            self.wfile.flush()
+            time.sleep(pause / 2)
+            data = data[half:]
         self.wfile.write(data)
 
 

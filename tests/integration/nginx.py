@@ -17,6 +17,10 @@ The settings a zero-downtime switch relies on (see docs/configuration.md, "Blue-
   leaves no client parked on an old worker;
 - reload drains: `nginx -s reload` starts new workers with the new config; the old ones stop
   accepting and finish their in-flight requests (bounded by worker_shutdown_timeout).
+
+The access log records `$upstream_addr` and `$upstream_status` for every request: a request
+nginx had to retry on another server lists several (`a, b`); `retried()` counts them, so a
+test measures what retries hid instead of only what the client saw.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import shlex
 import time
 import urllib.request
+from dataclasses import dataclass
 
 from deployer.sandbox import Fleet
 
@@ -68,6 +73,47 @@ http {{
     }}
 }}
 """
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One access log line: when, the status, the method, and every upstream server tried."""
+
+    at: float
+    status: int
+    method: str
+    upstreams: tuple[str, ...]
+    upstream_statuses: tuple[str, ...]
+
+    @property
+    def retried(self) -> bool:
+        return len(self.upstreams) > 1
+
+
+def parse_access_log(text: str) -> list[Logged]:
+    """Lines of the `timed` log_format: `$msec $status $upstream_addr $upstream_status
+    "$request"`; nginx separates the servers of one request with ", " (" : " across an
+    internal redirect)."""
+    out = []
+    for line in text.splitlines():
+        head, _, request = line.partition(' "')
+        if not request:
+            continue
+        at, status, rest = head.split(" ", 2)
+        # $upstream_addr and $upstream_status hold the same number of comma-separated items.
+        items = [i.strip() for i in rest.replace(" : ", ", ").split(", ")]
+        flat = " ".join(items).split()
+        half = len(flat) // 2
+        out.append(
+            Logged(
+                at=float(at),
+                status=int(status),
+                method=request.split(" ", 1)[0],
+                upstreams=tuple(flat[:half]),
+                upstream_statuses=tuple(flat[half:]),
+            )
+        )
+    return out
 
 
 class Nginx:
@@ -131,6 +177,22 @@ class Nginx:
 
     def error_log(self) -> str:
         return self._sh(f"cat {LB_ROOT}/error.log || true")
+
+    def access_log(self) -> list[Logged]:
+        return parse_access_log(self._sh(f"cat {LB_ROOT}/access.log || true"))
+
+    def retried(self, since: float = 0.0) -> list[Logged]:
+        """Requests nginx sent to more than one upstream server (a retry hid a failure)."""
+        return [r for r in self.access_log() if r.at >= since and r.retried]
+
+    def drain_settings(self, **changes: object) -> dict[str, object]:
+        """The playbook's strategy.drain for this nginx (templates/lb/drain.conf.j2)."""
+        return {
+            "load_balancer": {**self.load_balancer_settings(), "template": "lb/drain.conf.j2"},
+            "wait": "nginx",
+            "timeout": 20,
+            **changes,
+        }
 
     def load_balancer_settings(self) -> dict[str, object]:
         """The playbook's strategy.blue_green.load_balancer for this nginx."""

@@ -53,6 +53,10 @@ def run_measured(client: Client, operation: object) -> list[Event]:
 
 
 def assert_no_failures(client: Client, nginx: Nginx) -> None:
+    # Without drain, retries hide each restart from these GETs: print how many it took
+    # (test_drain.py asserts none with drain, POSTs included).
+    retried = nginx.retried(client.responses[0].sent if client.responses else 0.0)
+    print(f"\nnginx retried {len(retried)} request(s) on another server; {client.summary()}")
     assert client.failures() == [], client.summary() + "\nnginx error.log:\n" + nginx.error_log()
     assert len(client.responses) > WARM_UP + AFTER
 

@@ -430,3 +430,31 @@ def test_sigterm_finishes_requests_in_flight_and_stops_accepting(app_dir: Path, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------------ POST /orders
+
+
+def post(url: str, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def test_order_is_stored_and_answered_with_its_digest(served: str, db: Path) -> None:
+    import hashlib
+
+    payload = b'{"sku": "tea", "qty": 3}'
+    status, body = post(served + "/orders", payload)
+    assert status == 200
+    assert body["sha256"] == hashlib.sha256(payload).hexdigest() and body["bytes"] == len(payload)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT path FROM visits WHERE rowid = ?", (body["order"],)).fetchone()
+    assert row == (f"/orders/{body['sha256']}",)
+
+
+def test_slow_order_is_in_flight_for_its_whole_duration(served: str) -> None:
+    started = time.monotonic()
+    status, body = post(served + "/orders?ms=600", b"slow")
+    assert status == 200 and body["bytes"] == 4
+    assert time.monotonic() - started >= 0.6
