@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.artifacts.transfer import publication
 from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import EventBus, Notice, RunFinished
@@ -182,6 +183,8 @@ def stage(
 ) -> None:
     shared = plan.playbook.shared
     delta = _delta_for(plan, release, state, bus)
+    # `artifacts: {store: s3}`: each archive goes to the store once; hosts download it.
+    store = publication(plan.playbook.artifacts, plan.playbook.application, bus)
 
     def stage_one(hp: HostPlan) -> None:
         facts = state.facts[hp.name]
@@ -191,6 +194,10 @@ def stage(
             return
         use = delta if delta and facts.manifest_digest == delta[0].digest else None
         upload = use[1] if use else None
+        fetch = None
+        if store is not None:
+            source = upload or release
+            fetch = store.fetch(source.archive, source.archive_sha256)
         runner.step(
             hp.host,
             scripts.stage(
@@ -205,12 +212,15 @@ def stage(
                 shared_files=shared.files,
                 base=upload.base if upload else None,
                 link_list=upload.link_list if upload else b"",
+                fetch=fetch,
             ),
             progress=True,
         )
         state.staged.add(hp.name)
 
     failed = failures(runner.each(plan.hosts, stage_one))
+    if store is not None:
+        state.record["artifacts"] = store.record()
     if failed:
         raise DeployFailed(
             f"staging {plan.release_id} failed on {len(failed)} host(s); nothing was switched",
