@@ -276,10 +276,13 @@ def _openssh_everywhere(fleet: Fleet, commands: dict[str, str], stdin: Path | No
 
 
 def pack_floor_archive(tree_dir: Path, archive: Path) -> None:
-    """The release as a plain `tar -czf` archive (default gzip level), for unpack_floor."""
+    """The release as a plain tar.gz at gzip level 1 (the level every tool packs at), for
+    unpack_floor."""
     subprocess.run(
-        ["tar", "-czf", str(archive), "-C", str(tree_dir.parent), tree_dir.name], check=True
-    )
+        ["tar", "--use-compress-program=gzip -1", "-cf", str(archive), "-C", str(tree_dir.parent),
+         tree_dir.name],
+        check=True,
+    )  # fmt: skip
 
 
 def unpack_floor(fleet: Fleet, archive: Path, hosts: list[Host]) -> float:
