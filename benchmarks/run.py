@@ -35,8 +35,10 @@ from benchmarks.tools import (
     PEERS_BIN,
     SCENARIOS,
     Ansible,
+    AnsibleSync,
     Ours,
     Pyinfra,
+    PyinfraSync,
     events,
     remove,
     versions,
@@ -534,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             "ours": Ours(projects),
             "ansible": Ansible(projects, Path(f"/tmp/bench-cp-{os.getpid()}")),
             "pyinfra": Pyinfra(projects),
+            # The peers' own changed-files-only mechanisms, as extra rows (issue 18).
+            "pyinfra-sync": PyinfraSync(projects),
+            "ansible-sync": AnsibleSync(projects, Path(f"/tmp/bench-cp-{os.getpid()}")),
         }
         tools = [all_tools[t] for t in wanted_tools]
         client = docker.from_env()
