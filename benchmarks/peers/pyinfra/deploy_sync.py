@@ -5,7 +5,7 @@ the host copies the cache into releases/<id>. The rest (shared dirs, config, bat
 switch + restart + health check) is deploy.py's, unchanged.
 
 Measured once (a smoke run at 5 hosts on a loaded machine, issue 18): the first deploy took
-635 s, sent 256 MB (the archive route: 132 MB) and 135 CPU-s of pyinfra, because
+635 s, sent 256 MB (its archive route: 124 MB) and 135 CPU-s of pyinfra, because
 `files.sync` asks each host for two facts per file (2,900 files). A redeploy pays the same
 per-file facts; it did not finish within that run's 15 minutes.
 
