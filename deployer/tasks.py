@@ -3,7 +3,8 @@ codes. Nothing else lives here. A project exposes them with `from deployer.tasks
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -16,6 +17,7 @@ from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
+from deployer.scaffold.tasks import init
 from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -303,7 +305,8 @@ def unlock(
 @handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
     """Start one local container per inventory host (real sshd on its 127.0.0.N)."""
-    from deployer.sandbox import start_fleet  # optional extra: deployer[sandbox]
+    with _sandbox_extra():
+        from deployer.sandbox import start_fleet
 
     inventory = api.load_inventory_only(project(), env)
     state = project().root / ".sandbox" / env
@@ -322,9 +325,22 @@ def sandbox_up(c: Context, env: str = "local") -> None:
 @handles_errors
 def sandbox_down(c: Context, env: str = "local") -> None:
     """Remove the sandbox containers of this environment."""
-    from deployer.sandbox import down_fleet
+    with _sandbox_extra():
+        from deployer.sandbox import down_fleet
 
     print(f"removed {down_fleet(f'sandbox-{env}')} sandbox host(s)")
+
+
+@contextlib.contextmanager
+def _sandbox_extra() -> Iterator[None]:
+    """deployer.sandbox needs the optional extra (testcontainers, docker): say how to get it."""
+    try:
+        yield
+    except ImportError as exc:
+        raise Exit(
+            f"error: the sandbox needs the sandbox extra ({exc}): pip install 'shipfleet[sandbox]'",
+            code=2,
+        ) from None
 
 
 sandbox = Collection("sandbox")
@@ -333,3 +349,4 @@ sandbox.add_task(sandbox_down, "down")
 
 ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
 ns.add_collection(flags_collection)
+ns.add_task(init)

@@ -101,7 +101,7 @@ def open_store(settings: ArtifactStore) -> S3Store:
             file=settings.where.file if settings.where else None,
             line=settings.where.line if settings.where else None,
             key_path="artifacts.store",
-            hint="pip install 'deployer[s3]'",
+            hint="pip install 'shipfleet[s3]'",
         ) from None
     keys: dict[str, str] = {}
     for name, arg in (
