@@ -35,8 +35,10 @@ from benchmarks.tools import (
     PEERS_BIN,
     SCENARIOS,
     Ansible,
+    AnsibleSync,
     Ours,
     Pyinfra,
+    PyinfraSync,
     events,
     remove,
     versions,
@@ -276,10 +278,13 @@ def _openssh_everywhere(fleet: Fleet, commands: dict[str, str], stdin: Path | No
 
 
 def pack_floor_archive(tree_dir: Path, archive: Path) -> None:
-    """The release as a plain `tar -czf` archive (default gzip level), for unpack_floor."""
+    """The release as a plain tar.gz at gzip level 1 (the level every tool packs at), for
+    unpack_floor."""
     subprocess.run(
-        ["tar", "-czf", str(archive), "-C", str(tree_dir.parent), tree_dir.name], check=True
-    )
+        ["tar", "--use-compress-program=gzip -1", "-cf", str(archive), "-C", str(tree_dir.parent),
+         tree_dir.name],
+        check=True,
+    )  # fmt: skip
 
 
 def unpack_floor(fleet: Fleet, archive: Path, hosts: list[Host]) -> float:
@@ -531,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             "ours": Ours(projects),
             "ansible": Ansible(projects, Path(f"/tmp/bench-cp-{os.getpid()}")),
             "pyinfra": Pyinfra(projects),
+            # The peers' own changed-files-only mechanisms, as extra rows (issue 18).
+            "pyinfra-sync": PyinfraSync(projects),
+            "ansible-sync": AnsibleSync(projects, Path(f"/tmp/bench-cp-{os.getpid()}")),
         }
         tools = [all_tools[t] for t in wanted_tools]
         client = docker.from_env()

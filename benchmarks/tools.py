@@ -20,7 +20,7 @@ OUR_BIN = ROOT / ".venv" / "bin"
 PEERS_BIN = ROOT / "benchmarks" / ".peers-venv" / "bin"
 
 SCENARIOS = ("first", "redeploy", "rollback")
-TOOLS = ("ours", "ansible", "pyinfra")
+TOOLS = ("ours", "ansible", "pyinfra")  # and, on request, "pyinfra-sync", "ansible-sync"
 
 
 @dataclass
@@ -172,6 +172,35 @@ class Pyinfra:
             f"source_dir={self.p.tree}",
         ]
         return Invocation(argv, self.p.pyinfra, env, release, None, [archive])
+
+
+class PyinfraSync(Pyinfra):
+    """pyinfra sending only changed files (`files.sync` into a cached copy on each host):
+    the fairness row next to our delta uploads (issue 18). `--tools ...,pyinfra-sync`."""
+
+    name = "pyinfra-sync"
+
+    def invocation(self, scenario: str, size: int, seq: int) -> Invocation:
+        inv = super().invocation(scenario, size, seq)
+        if scenario != "rollback":
+            inv.argv[inv.argv.index("deploy.py")] = "deploy_sync.py"
+            inv.cleanup = []  # no archive is built
+        return inv
+
+
+class AnsibleSync(Ansible):
+    """Ansible sending only changed files (`ansible.posix.synchronize` into a cached copy on
+    each host). Needs the ansible.posix collection (`pip install ansible` into the peers'
+    venv) and rsync in the host image: see peers/ansible/deploy-sync.yml. Not run yet."""
+
+    name = "ansible-sync"
+
+    def invocation(self, scenario: str, size: int, seq: int) -> Invocation:
+        inv = super().invocation(scenario, size, seq)
+        if scenario != "rollback":
+            inv.argv[inv.argv.index("deploy.yml")] = "deploy-sync.yml"
+            inv.cleanup = []
+        return inv
 
 
 def versions() -> dict[str, str]:

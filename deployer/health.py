@@ -1,6 +1,7 @@
 """Health checks: one probe (HTTP through the host's SSH connection or from here, or a remote
-command), and the waiting rule: N consecutive successes within an overall deadline, with
-backoff between failures. Retrying here is safe: a probe changes nothing."""
+command), and the waiting rule: N consecutive successes within an overall deadline, on the
+schedule of `probe_delay` (steady right after a restart, backing off only for a host that
+stays down). Retrying here is safe: a probe changes nothing."""
 
 from __future__ import annotations
 
@@ -11,28 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_result,
-    stop_after_delay,
-    wait_exponential,
-)
-from tenacity.stop import stop_base
-
 from deployer.errors import ConfigError
 from deployer.remote.transport import Channel
 
 MAX_BODY = 64 * 1024
-
-
-class _StopWhen(stop_base):
-    def __init__(self, condition: Callable[[], bool]) -> None:
-        self.condition = condition
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.condition()
 
 
 @dataclass(frozen=True)
@@ -128,6 +111,24 @@ def judge_http(
     return Probe(True, shown, latency, status)
 
 
+FAST_WINDOW = 10.0  # seconds after a restart during which probes come every `interval`
+
+
+def probe_delay(interval: float, *, streak: int, waited: float) -> float:
+    """Seconds to wait before the next probe. Pure: the whole schedule is here.
+
+    - Confirming (the last probe passed, more consecutive successes are needed): `interval`,
+      so `successes: N` costs (N - 1) x interval beyond the first pass, never a backoff.
+    - Waiting for the app to come up: `interval` for the first FAST_WINDOW seconds, when a
+      restarting app usually turns healthy, so it is seen at most `interval` after it is;
+      then 2x and, after twice the window, 4x `interval`, so a host that stays down is not
+      probed at a high rate until the deadline.
+    """
+    if streak > 0 or waited < FAST_WINDOW:
+        return interval
+    return interval * (2 if waited < 2 * FAST_WINDOW else 4)
+
+
 def wait_until_healthy(
     probe: Callable[[], Probe],
     *,
@@ -136,16 +137,17 @@ def wait_until_healthy(
     deadline: float,
     on_probe: Callable[[Probe], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> Outcome:
-    """Probe until `successes` consecutive probes pass, or the deadline passes (or the run is
-    cancelled)."""
+    """Probe at once, then per `probe_delay`, until `successes` consecutive probes pass, or the
+    deadline passes (the last probe is made at the deadline), or the run is cancelled."""
+    started = clock()
     streak = 0
     attempts = 0
     last = Probe(False, "not checked")
     last_failure: Probe | None = None
-
-    def attempt() -> bool:
-        nonlocal streak, attempts, last, last_failure
+    while True:
         attempts += 1
         last = probe()
         if not last.ok:
@@ -153,15 +155,9 @@ def wait_until_healthy(
         if on_probe:
             on_probe(last)
         streak = streak + 1 if last.ok else 0
-        return streak >= successes
-
-    retrying = Retrying(
-        stop=stop_after_delay(deadline) | _StopWhen(cancelled),
-        wait=wait_exponential(multiplier=interval, min=interval, max=interval * 4),
-        retry=retry_if_result(lambda done: not done),
-    )
-    try:
-        retrying(attempt)
-    except RetryError:
-        return Outcome(False, attempts, last, last_failure)
-    return Outcome(True, attempts, last, last_failure)
+        if streak >= successes:
+            return Outcome(True, attempts, last, last_failure)
+        waited = clock() - started
+        if waited >= deadline or cancelled():
+            return Outcome(False, attempts, last, last_failure)
+        sleep(min(probe_delay(interval, streak=streak, waited=waited), deadline - waited))

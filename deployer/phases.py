@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.artifacts.transfer import publication
 from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import EventBus, Notice, RunFinished
@@ -188,8 +189,14 @@ def stage(
     shared = plan.playbook.shared
     delta = _delta_for(plan, release, state, bus)
     manifest_sha256 = hashlib.sha256(release.manifest_text().encode()).hexdigest()
+    # `artifacts: {store: s3}`: each archive goes to the store once; hosts download it.
+    store = publication(plan.playbook.artifacts, plan.playbook.application, bus)
 
     def send(hp: HostPlan, upload: Delta | None) -> None:
+        fetch = None
+        if store is not None:
+            source = upload or release
+            fetch = store.fetch(source.archive, source.archive_sha256)
         runner.step(
             hp.host,
             scripts.stage(
@@ -204,6 +211,7 @@ def stage(
                 shared_files=shared.files,
                 base=upload.base if upload else None,
                 link_list=upload.link_list if upload else b"",
+                fetch=fetch,
             ),
             progress=True,
         )
@@ -242,6 +250,8 @@ def stage(
         state.staged.add(hp.name)
 
     failed = failures(runner.each(plan.hosts, stage_one))
+    if store is not None:
+        state.record["artifacts"] = store.record()
     if failed:
         raise DeployFailed(
             f"staging {plan.release_id} failed on {len(failed)} host(s); nothing was switched",

@@ -70,6 +70,7 @@ def check_host(runner: Runner, health: Health, hp: HostPlan, expect_version: str
         interval=health.interval,
         deadline=health.deadline,
         cancelled=runner.cancelled.is_set,
+        sleep=runner.cancelled.wait,  # Ctrl-C ends the wait between probes at once
     )
     runner.bus.emit(
         HealthChecked(

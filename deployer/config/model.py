@@ -251,6 +251,29 @@ class Preflight:
     where: Location | None = None  # where `strict` was set, to say why a warning blocked
 
 
+@dataclass(frozen=True)
+class ArtifactStore:
+    """`artifacts:` where hosts fetch the release archive from, instead of receiving it over
+    SSH. `store: ssh` (the default) pushes it through each host's session; `store: s3` uploads
+    it once to S3-compatible storage and each host downloads it through a presigned URL valid
+    `url_ttl` seconds. Credentials come from this machine's environment (boto3's usual chain,
+    or the variables named here) and never reach a host. See `deployer.artifacts`."""
+
+    store: Literal["ssh", "s3"] = "ssh"
+    bucket: str = ""
+    prefix: str = ""  # key prefix inside the bucket, e.g. "deploys/"
+    endpoint_url: str | None = None  # None: AWS S3; MinIO, R2, Ceph RGW: their URL
+    region: str | None = None  # "auto" for Cloudflare R2
+    addressing: Literal["auto", "path", "virtual"] = "auto"
+    url_ttl: float = 300.0  # seconds a presigned URL is valid; each host gets its own
+    profile: str | None = None  # an AWS config profile on this machine
+    access_key_id_env: str | None = None  # env variables holding the keys (else boto3's chain)
+    secret_access_key_env: str | None = None
+    session_token_env: str | None = None
+    fetch_with: Literal["auto", "curl", "python3"] = "auto"  # the host's download tool
+    where: Location | None = None
+
+
 HOOK_POINTS = (
     "before_build",
     "after_build",
@@ -287,3 +310,4 @@ class Playbook:
     preflight: Preflight = Preflight()
     # `cleanup: {sudo: true}`: prune with `sudo -n rm` what the deploy user cannot delete
     cleanup_sudo: bool = False
+    artifacts: ArtifactStore = ArtifactStore()

@@ -11,9 +11,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal, cast
 
+# A module reference, not its function: deployer.artifacts imports the config package too.
+from deployer.artifacts import settings as artifact_settings
 from deployer.config.model import (
     HOOK_POINTS,
     Analysis,
+    ArtifactStore,
     BlueGreen,
     Canary,
     Connection,
@@ -57,6 +60,7 @@ _TOP_KEYS = (
     "notify",
     "preflight",
     "cleanup",
+    "artifacts",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -91,6 +95,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
     preflight, cleanup = section("preflight"), section("cleanup")
+    artifacts = section("artifacts")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
@@ -113,6 +118,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         notify=_notify(notify) if notify else Notify(),
         preflight=_preflight(preflight) if preflight else Preflight(),
         cleanup_sudo=_cleanup_sudo(cleanup) if cleanup else False,
+        artifacts=artifact_settings.parse_artifacts(artifacts) if artifacts else ArtifactStore(),
     )
 
 

@@ -323,7 +323,9 @@ class SSHTransport:
             raise TransportError(
                 host.name, f"connection lost during step '{script.step}': {exc}"
             ) from None
-        if send_error is not None:
+        # A script that stopped reading and exited with its own error (a failed download, a
+        # full disk) has said why in its output: that, not the broken pipe, is the failure.
+        if send_error is not None and (send_error == "cancelled" or code <= 0):
             raise TransportError(
                 host.name, f"upload interrupted during step '{script.step}': {send_error}"
             )

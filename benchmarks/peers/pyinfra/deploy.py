@@ -27,9 +27,13 @@ archive = host.data.archive
 release_path = f"{DEPLOY_TO}/releases/{release_id}"
 remote_archive = f"{DEPLOY_TO}/{release_id}.tar.gz"
 
-# pyinfra runs this file once per host to plan; the archive is built on the first pass only.
+# pyinfra runs this file once per host to plan; the archive is built on the first pass only,
+# at gzip level 1 as ours packs (deployer/release/archive.py COMPRESSLEVEL).
 if not os.path.exists(archive):
-    subprocess.run(["tar", "-czf", archive, "-C", host.data.source_dir, "."], check=True)
+    subprocess.run(
+        ["tar", "--use-compress-program=gzip -1", "-cf", archive, "-C", host.data.source_dir, "."],
+        check=True,
+    )
 
 files.directory(name="Create the release directory", path=release_path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from deployer.release import MANIFEST, RELEASE_ID_RE
 from deployer.remote.scripts.common import (
@@ -18,6 +19,9 @@ from deployer.remote.scripts.common import (
     _step,
 )
 from deployer.remote.shell import Raw, Script, Stdin, cmd, q
+
+if TYPE_CHECKING:
+    from deployer.artifacts.fetch import Fetch
 
 
 def stage(
@@ -33,9 +37,12 @@ def stage(
     shared_files: Sequence[str],
     base: str | None = None,
     link_list: bytes = b"",
+    fetch: Fetch | None = None,
 ) -> Script:
     """Receive the release on stdin, verify it, assemble it in staging, then rename it into
     `releases/<id>`. Nothing under `releases/` is ever partial: the rename is the last step.
+    With `fetch`, the host downloads the archive from an artifact store itself (its URL comes
+    on stdin), streamed into the same verification.
 
     With `base`, the archive is a delta: the files named in `link_list` (gzip'd, NUL-separated)
     are hard-linked from `releases/<base>` instead of travelling."""
@@ -50,8 +57,10 @@ def stage(
     # early (a full disk), so the whole archive is read and the real cause is reported.
     # fd 3 carries the archive to tar, fd 4 the checksum out of the command substitution;
     # its status is tar's.
+    status = posixpath.join(tmp, "fetch.status")
     receive = (
         "{ { "
+        + (fetch.command(status) + " | " if fetch else "")
         + cmd("head", "-c", archive_size, Raw("|"), "tee", "-p", "/dev/fd/3", Raw("|"))
         + " sha256sum >&4; } 3>&1 | "
         + cmd("tar", "-xzf", "-", "-C", tree, "--no-same-owner", Raw(">&2"))
@@ -60,11 +69,12 @@ def stage(
     body: list[str] = [
         # Whatever happens, leave no staging debris behind.
         f"trap {q(f'chmod -R u+w {q(tmp)} 2>/dev/null; rm -rf {q(tmp)}')} EXIT",
-        _step("upload"),
+        _step("download" if fetch else "upload"),
         cmd("rm", "-rf", tmp),
         cmd("mkdir", "-p", tree),
         "unpacked=yes",
         f"sum=$({receive}) || unpacked=no",
+        *([fetch.check(status, archive_sha256)] if fetch else []),
         f'if [ "${{sum%% *}}" != {q(archive_sha256)} ];'
         f" then echo {q(f'checksum mismatch for the uploaded release archive ({release_id})')}"
         f" >&2; exit {EXIT_CHECKSUM}; fi",
@@ -128,7 +138,7 @@ def stage(
         cmd("chmod", "a-w", final),
         f"echo {q(MARK + 'staged')} {q(release_id)}",
     ]
-    segments: list[object] = [archive]
+    segments: list[object] = [fetch.stdin() if fetch else archive]
     if base is not None:
         segments.append(link_list)
     if host_files.tar:
