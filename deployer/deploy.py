@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from deployer import phases
-from deployer.canary import bake
+from deployer.analysis.step import analyze_step
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.history import rollback_target
@@ -232,23 +232,28 @@ def _bake(
             f" ({len(done)} host(s) on {plan.release_id})",
         )
     )
-    verdict = bake(
+    verdicts = analyze_step(
+        plan,
         runner,
-        plan.playbook.health,
         canary.analysis,
         step=index,
         steps=len(plan.batches),
         seconds=canary.bake,
         canary=done,
         baseline=baseline,
+        previous=sorted({p for h in done if (p := state.previous.get(h.name))}),
     )
     if runner.cancelled.is_set():
         raise KeyboardInterrupt
-    if verdict.promote:
+    failed = [v for v in verdicts if not v.promote]
+    if not failed:
         return
     phases.revert(plan, runner, state, bus, list(done))
+    reasons = "; ".join(
+        v.reason if v.source == "probe" else f"{v.source}: {v.reason}" for v in failed
+    )
     raise DeployFailed(
-        f"canary step {index}/{len(plan.batches)} {verdict.reason}; rolled back"
+        f"canary step {index}/{len(plan.batches)} {reasons}; rolled back"
         f" {len(done)} host(s) to their previous release",
         hint=f"see the canary analysis above (and in the run record); fix the release and"
         f" re-run `invoke deploy --env {plan.env}`",

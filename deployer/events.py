@@ -112,6 +112,9 @@ class CanaryAnalyzed(Event):
     rules: Sequence[CanaryRule]
     promote: bool
     reason: str
+    # Where the numbers come from: the deployer's own requests ("probe") or the app's real
+    # traffic as Prometheus counted it ("prometheus"; samples are then requests).
+    source: str = "probe"
 
 
 @dataclass(frozen=True)

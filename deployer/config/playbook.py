@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from deployer.config.metrics import ANALYSIS_KEYS, analysis_metrics, check_metric_secrets, watch
 from deployer.config.model import (
     HOOK_POINTS,
     Analysis,
@@ -55,6 +56,7 @@ _TOP_KEYS = (
     "secrets",
     "notify",
     "preflight",
+    "watch",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -88,11 +90,11 @@ def parse_playbook(text: str, path: str) -> Playbook:
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
-    preflight = section("preflight")
+    preflight, watch_section = section("preflight"), section("watch")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
-    return Playbook(
+    playbook = Playbook(
         path=path,
         application=application,
         deploy_to=deploy_to,
@@ -110,7 +112,10 @@ def parse_playbook(text: str, path: str) -> Playbook:
         secrets=_secrets(secrets) if secrets else {},
         notify=_notify(notify) if notify else Notify(),
         preflight=_preflight(preflight) if preflight else Preflight(),
+        watch=watch(watch_section, _analysis) if watch_section else None,
     )
+    check_metric_secrets(playbook)
+    return playbook
 
 
 def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
@@ -356,6 +361,7 @@ def _analysis(node: Node) -> Analysis:
         "max_p50_ratio",
         "max_p95_ratio",
         "latency_floor_ms",
+        *ANALYSIS_KEYS,
     )
     fields = node.mapping(keys)  # kept when empty: an empty rule means "do not check"
     defaults = Analysis()
@@ -391,6 +397,7 @@ def _analysis(node: Node) -> Analysis:
         max_p50_ratio=rule("max_p50_ratio", defaults.max_p50_ratio, minimum=1),
         max_p95_ratio=rule("max_p95_ratio", defaults.max_p95_ratio, minimum=1),
         latency_floor_ms=rule("latency_floor_ms", defaults.latency_floor_ms, minimum=0) or 0.0,
+        **analysis_metrics(fields),
     )
 
 

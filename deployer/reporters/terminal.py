@@ -67,13 +67,20 @@ def _canary(event: CanaryAnalyzed) -> list[str]:
     rows = [
         ("", "canary", "baseline", "", ""),
         ("hosts", str(len(event.canary.hosts)), str(len(base.hosts)) if base else "-", "", ""),
-        ("samples", str(event.canary.samples), str(base.samples) if base else "-", "", ""),
+        (
+            "requests" if event.source == "prometheus" else "samples",
+            str(event.canary.samples),
+            str(base.samples) if base else "-",
+            "",
+            "",
+        ),
     ]
     for rule in event.rules:
         mark = {True: "ok", False: "FAIL", None: "skipped"}[rule.ok]
         rows.append((rule.name, rule.canary, rule.baseline, mark, rule.limit))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = [f"canary analysis, step {event.step}/{event.steps} ({event.bake:g}s bake):"]
+    source = "" if event.source == "probe" else f", {event.source}"
+    out = [f"canary analysis, step {event.step}/{event.steps} ({event.bake:g}s bake{source}):"]
     out += [
         f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:<{w[3]}}  {r[4]}".rstrip()
         for r in rows

@@ -1,0 +1,230 @@
+"""Canary analysis on real traffic: real Prometheus scrapes every sandbox host's sample app
+(its /metrics written by the vendored prometheus_client), a bounded client sends requests
+through real nginx to several pages, and the deploy judges the canary on what Prometheus
+counted. The bad releases fail or slow down only where the health check does not look."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployer.sandbox import Fleet
+from tests.integration.helpers import HOSTS, Project, make_project
+from tests.integration.nginx import Nginx
+from tests.integration.prometheus import PagesClient, Prometheus
+
+BAKE = 10
+
+
+@pytest.fixture
+def prometheus(
+    clean_fleet: Fleet, address_block: list[str], tmp_path: Path
+) -> Iterator[Prometheus]:
+    # The block's sixth address: hosts use the first five; the last is the "dead host".
+    targets = [f"{clean_fleet.host(h).address}:8000" for h in HOSTS]
+    server = Prometheus(address_block[6], targets, tmp_path / "prometheus")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nginx(clean_fleet: Fleet) -> Nginx:
+    return Nginx(clean_fleet, "web5")
+
+
+def analysis(prometheus: Prometheus, **more: object) -> dict[str, object]:
+    return {
+        "kind": "canary",
+        "canary": {
+            "steps": [1],
+            "bake": BAKE,
+            "analysis": {
+                "metrics": {"prometheus": {"url": prometheus.url}},
+                "min_samples": 20,
+                "max_error_rate_increase": 1,
+                "max_p95_ratio": 1.5,
+                "latency_floor_ms": 100,
+                **more,
+            },
+        },
+    }
+
+
+@pytest.fixture
+def project(
+    clean_fleet: Fleet, tmp_path: Path, prometheus: Prometheus, nginx: Nginx
+) -> Iterator[Project]:
+    """A fleet on a first release, serving traffic through nginx, scraped by Prometheus; the
+    next deploy is a canary judged by Prometheus."""
+    p = make_project(tmp_path / "project", clean_fleet)
+    first = p.invoke("deploy", "--env", "test")
+    assert first.returncode == 0, first.stdout + first.stderr
+    p.playbook(strategy=analysis(prometheus), health={"timeout": 5})
+    (p.app / "NOTE").write_text("the second release\n")
+    nginx.start(HOSTS)
+    prometheus.wait_scraped([f"{clean_fleet.host(h).address}:8000" for h in HOSTS])
+    client = PagesClient(nginx.url, interval=0.01, max_seconds=180)
+    client.start()
+    client.wait_for(50)
+    try:
+        yield p
+    finally:
+        client.stop()
+
+
+def run_record(project: Project) -> dict[str, object]:
+    records = sorted(
+        (project.root / ".deploy-runs").glob("*.json"), key=lambda p: p.stat().st_mtime
+    )
+    return json.loads(records[-1].read_text())
+
+
+def verdicts(project: Project, source: str) -> list[dict[str, object]]:
+    return [a for a in run_record(project)["canary"] if a["source"] == source]  # type: ignore[union-attr, index]
+
+
+def assert_all_on(project: Project, release: str | None) -> None:
+    assert [project.current(h) for h in HOSTS] == [release] * 4
+    for host in HOSTS:
+        assert project.health(host)[1]["version"] == release
+        assert not project.locked(host)
+
+
+def test_a_good_release_is_promoted_on_prometheus_numbers(project: Project) -> None:
+    old = project.current("web1")
+    done = project.invoke("deploy", "--env", "test")
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = project.current("web1")
+    assert new != old
+    assert_all_on(project, new)
+    assert f"canary analysis, step 1/2 ({BAKE}" in done.stdout and "prometheus):" in done.stdout
+    assert "-> promote: passed" in done.stdout
+    assert "canary analysis, step 1/2 (10s bake):" not in done.stdout  # no synthetic probe
+    (verdict,) = verdicts(project, "prometheus")
+    assert verdict["promote"] is True
+    canary, baseline = verdict["canary"], verdict["baseline"]
+    assert canary["hosts"] == ["web1"] and baseline["hosts"] == ["web2", "web3", "web4"]  # type: ignore[index]
+    # Real requests, counted by Prometheus: the client's traffic, through nginx.
+    assert canary["samples"] >= 20 and baseline["samples"] >= 60  # type: ignore[index, operator]
+    assert canary["error_rate"] == 0 and baseline["error_rate"] == 0  # type: ignore[index]
+    assert 0 < canary["p95_ms"] < 100  # type: ignore[index, operator]
+
+
+def test_a_canary_failing_one_endpoint_is_rolled_back_by_the_error_rate_rule(
+    project: Project, prometheus: Prometheus
+) -> None:
+    """/api/cart answers 500 on the new release; /health and / (what the synthetic probe
+    samples) stay fine: the probe passes the canary, Prometheus' error rate does not."""
+    old = project.current("web1")
+    (project.app / "ERROR_PATHS").write_text("/api/cart\n")
+    project.playbook(
+        strategy=analysis(
+            prometheus,
+            synthetic=True,
+            url="http://{{ app_listen }}:{{ app_port }}/",
+            interval=0.1,
+            min_samples=20,
+        )
+    )
+    done = project.invoke("deploy", "--env", "test")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert_all_on(project, old)
+    assert project.history("web1")[-1]["result"] == "rolled_back"
+    assert "canary step 1/2 prometheus: failed: error rate vs baseline" in done.stderr
+
+    (probe,) = verdicts(project, "probe")
+    assert probe["promote"] is True  # today's synthetic analysis would have promoted it
+    assert probe["canary"]["error_rate"] == 0  # type: ignore[index]
+    (metrics,) = verdicts(project, "prometheus")
+    assert metrics["promote"] is False
+    # A third of the client's requests hit /api/cart and failed on the canary (diluted by
+    # the probe's own requests to /, which Prometheus counts too); on the old release none.
+    assert 5 <= metrics["canary"]["error_rate"] <= 40  # type: ignore[index, operator]
+    assert metrics["baseline"]["error_rate"] == 0  # type: ignore[index]
+    # The app itself counted the 500s: they are real answers, not the deployer's guess.
+    counted = prometheus.query('sum(http_requests_total{path="/api/cart", status="500"})')
+    assert counted and float(counted[0]["value"][1]) > 0  # type: ignore[index]
+
+
+def test_a_slow_canary_is_rolled_back_by_the_p95_rule(project: Project) -> None:
+    old = project.current("web1")
+    (project.app / "SLOW_MS").write_text("300\n")
+    done = project.invoke("deploy", "--env", "test")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "-> roll back: failed: p95 latency" in done.stdout
+    assert_all_on(project, old)
+    (verdict,) = verdicts(project, "prometheus")
+    assert verdict["canary"]["p95_ms"] >= 250  # type: ignore[index, operator]
+    assert verdict["baseline"]["p95_ms"] < 100  # type: ignore[index, operator]
+
+
+def deploy_stopping_prometheus(
+    project: Project, prometheus: Prometheus, *, restart_after: float | None = None
+) -> tuple[int, str, str]:
+    """Run the deploy; once its bake starts, stop Prometheus (and start it again after
+    `restart_after` seconds)."""
+    invoke = Path(sys.executable).with_name("invoke")
+    proc = subprocess.Popen(
+        [str(invoke), "deploy", "--env", "test"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    out: list[str] = []
+    for line in proc.stdout:
+        out.append(line)
+        if "baking" in line:
+            time.sleep(BAKE / 2)
+            prometheus.stop()
+            if restart_after is not None:
+                threading.Timer(restart_after, prometheus.start).start()
+            break
+    out.append(proc.stdout.read())
+    code = proc.wait(timeout=300)
+    reader.join(timeout=10)
+    return code, "".join(out), "".join(err)
+
+
+def test_prometheus_stopped_mid_bake_rolls_back_by_default(
+    project: Project, prometheus: Prometheus
+) -> None:
+    old = project.current("web1")
+    code, out, err = deploy_stopping_prometheus(project, prometheus)
+    assert code == 1, out + err
+    assert "metrics unavailable (on_metrics_error: rollback)" in err
+    assert "did not answer" in out + err
+    assert_all_on(project, old)
+    (verdict,) = verdicts(project, "prometheus")
+    assert verdict["promote"] is False
+
+
+def test_prometheus_stopped_mid_bake_pauses_until_it_answers_again(
+    project: Project, prometheus: Prometheus
+) -> None:
+    project.playbook(strategy=analysis(prometheus, on_metrics_error="pause", max_pause=60))
+    code, out, err = deploy_stopping_prometheus(project, prometheus, restart_after=BAKE + 3)
+    assert code == 0, out + err
+    assert "on_metrics_error: pause: waiting up to 60s" in out
+    assert "Prometheus answers again; judging" in out
+    new = project.current("web1")
+    assert_all_on(project, new)
+    (verdict,) = verdicts(project, "prometheus")
+    assert verdict["promote"] is True
+    assert verdict["canary"]["samples"] >= 20  # type: ignore[index, operator]
