@@ -10,6 +10,7 @@ from typing import Any
 from deployer.delta import Baseline, parse_baseline
 from deployer.history import Record, parse_records
 from deployer.remote.scripts import MARK
+from deployer.resources import HostResources, parse_resources
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class HostFacts:
     raw_current: str = field(default="", compare=False)
     manifest_digest: str | None = None  # sha256 of the current release's MANIFEST
     baseline: Baseline | None = None  # its files, when asked for (delta uploads)
+    resources: HostResources | None = None  # load, memory, disk, inodes, app processes
 
 
 def parse_facts(output: str) -> HostFacts:
@@ -55,6 +57,9 @@ def parse_facts(output: str) -> HostFacts:
     held = False
     digest: str | None = None
     sections: dict[str, list[str]] = {"manifest": [], "modes": []}
+    resources: str | None = None
+    app_source: str | None = None
+    procs: list[str] = []
     for line in output.splitlines():
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
@@ -71,6 +76,12 @@ def parse_facts(output: str) -> HostFacts:
                     age = int(value.strip())
                 except ValueError:
                     age = None
+            elif key == "resources":
+                resources = value
+            elif key == "app":
+                app_source = value.strip()
+            elif key == "proc":
+                procs.append(value)
             elif key == "current":
                 current = value.strip()
             elif key == "manifest_digest":
@@ -102,4 +113,5 @@ def parse_facts(output: str) -> HostFacts:
         raw_current=current,
         manifest_digest=digest,
         baseline=baseline,
+        resources=parse_resources(resources, app_source, procs) if resources is not None else None,
     )

@@ -16,6 +16,7 @@ from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
+from deployer.resources import describe as describe_resources
 from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -198,6 +199,8 @@ def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
             f"  {health}{drift}{lock}{color}"
         )
+        if r.resources is not None:
+            print(f"{'':<{width}}  {describe_resources(r.resources)}")
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))

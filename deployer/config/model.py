@@ -281,6 +281,28 @@ HOOK_POINTS = (
 
 
 @dataclass(frozen=True)
+class ResourceLimits:
+    """Above these a host is warned about in the checklist (None: not checked)."""
+
+    # 1-minute load average / CPU count. Not checked unless set: a shared CI or build host
+    # often runs above 1 per CPU for minutes without anything being wrong with a deploy.
+    max_load_per_cpu: float | None = None
+    min_memory_available_percent: float | None = 5.0
+    min_disk_free_percent: float | None = 10.0  # of the filesystem under deploy_to
+    min_inodes_free_percent: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """`resources:` in the playbook: where `status` finds the app's processes (a pidfile,
+    relative to deploy_to unless absolute, or a systemd unit), and the checklist's limits."""
+
+    pidfile: str | None = None
+    systemd_unit: str | None = None
+    warn: ResourceLimits = ResourceLimits()
+
+
+@dataclass(frozen=True)
 class Watch:
     """After the last batch is healthy, keep the lock and watch the whole fleet's real traffic
     for `duration` seconds, every `interval`, over the last `window` seconds; the baseline is
@@ -316,3 +338,4 @@ class Playbook:
     notify: Notify = Notify()
     preflight: Preflight = Preflight()
     watch: Watch | None = None
+    resources: Resources = Resources()

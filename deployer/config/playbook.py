@@ -26,6 +26,7 @@ from deployer.config.model import (
     Notify,
     Playbook,
     Preflight,
+    Resources,
     SecretSource,
     Shared,
     Source,
@@ -34,6 +35,7 @@ from deployer.config.model import (
     TemplateFile,
 )
 from deployer.config.render import check_template, check_template_file
+from deployer.config.resources import resources
 from deployer.config.yamlfile import Node, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
 
@@ -57,6 +59,7 @@ _TOP_KEYS = (
     "notify",
     "preflight",
     "watch",
+    "resources",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -91,6 +94,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
     preflight, watch_section = section("preflight"), section("watch")
+    resources_section = section("resources")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
@@ -113,6 +117,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         notify=_notify(notify) if notify else Notify(),
         preflight=_preflight(preflight) if preflight else Preflight(),
         watch=watch(watch_section, _analysis) if watch_section else None,
+        resources=resources(resources_section) if resources_section else Resources(),
     )
     check_metric_secrets(playbook)
     return playbook

@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from deployer.remote.resources import resource_lines
 from deployer.remote.shell import Raw, Script, Stdin, cmd, lines, q
 
 # Exit codes our scripts use for conditions the orchestrator tells apart.
@@ -150,10 +151,13 @@ def prepare(
     baseline: bool = False,
     takeover: str | None = None,
     history_lines: int = 500,
+    pidfile: str | None = None,
+    systemd_unit: str | None = None,
 ) -> Script:
     """Create the layout, take the lock (when `lock_info` is given) and report the host's facts.
     With `baseline`, also the current release's MANIFEST and file modes, so the next upload
-    can send only what changed (see `deployer.delta`).
+    can send only what changed (see `deployer.delta`). The host's resource use is reported
+    too; the app's processes only when `pidfile` or `systemd_unit` says where to find them.
 
     Output sections, parsed by `deployer.facts.parse_facts`.
     """
@@ -220,6 +224,7 @@ def prepare(
             f"df_dir={q(layout.root)}",
             'while [ ! -d "$df_dir" ]; do df_dir=$(dirname "$df_dir"); done',
             f'echo {q(MARK + "df")} "$(df -Pk "$df_dir" 2>/dev/null | {FREE_KB})"',
+            resource_lines(MARK, layout.root, pidfile=pidfile, systemd_unit=systemd_unit),
             f"echo {q(MARK + 'end')}",
         ),
     )
