@@ -9,6 +9,7 @@ import time
 
 from deployer import phases
 from deployer.analysis.step import analyze_step
+from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.history import rollback_target
@@ -79,7 +80,9 @@ def deploy(
         phases.stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
         phases.migrate(plan, runner, state, bus)
+        switched_at = time.time()  # the watch's baseline ends here
         _rollout(plan, runner, state, bus)
+        _watch(plan, runner, state, bus, switched_at)
     except KeyboardInterrupt:
         if state.migrated_on:
             bus.emit(
@@ -173,6 +176,33 @@ def _rollout(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus
                 Notice(level="info", text=f"pausing {strategy.pause:g}s before the next batch")
             )
             time.sleep(strategy.pause)
+
+
+def _watch(
+    plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus, switched_at: float
+) -> None:
+    """The post-deploy watch (playbook `watch:`), lock still held: a failing rule returns
+    every host on the new release to its previous one, as an unhealthy batch does."""
+    watch = plan.playbook.watch
+    live = [hp for hp in plan.hosts if state.on.get(hp.name) == plan.release_id]
+    if watch is None or not live:
+        return
+    result = watch_fleet(
+        plan,
+        runner,
+        watch,
+        hosts=live,
+        switched_at=switched_at,
+        previous=sorted({p for hp in live if (p := state.previous.get(hp.name))}),
+    )
+    if result.ok:
+        return
+    phases.revert(plan, runner, state, bus, live)
+    raise DeployFailed(
+        f"{result.reason}; rolled back {len(live)} host(s) to their previous release",
+        hint=f"see the watch above (and in the run record); fix the release and re-run"
+        f" `invoke deploy --env {plan.env}`",
+    )
 
 
 def _switch_hook(
