@@ -37,11 +37,16 @@ def watch_fleet(
     hosts: Sequence[HostPlan],
     switched_at: float,
     previous: Sequence[str] = (),
+    baseline_hosts: Sequence[HostPlan] | None = None,
 ) -> WatchResult:
+    """Watch `hosts`; the baseline is `baseline_hosts` (default: the same hosts) over
+    `watch.duration` before `switched_at` (blue-green: the color that served until then)."""
     bus = runner.bus
     client = Prometheus(watch.metrics, plan.secrets)
     names = tuple(hp.name for hp in hosts)
     instances = instance_names(hosts)
+    before_hosts = hosts if baseline_hosts is None else baseline_hosts
+    before_names = tuple(hp.name for hp in before_hosts)
     policy = watch.on_metrics_error
     started = time.time()
     bus.emit(
@@ -56,13 +61,13 @@ def watch_fleet(
     def measure(group: str, window: float, at: float) -> CanaryGroup:
         numbers = client.group(
             group=group,
-            hosts=instances,
+            hosts=instances if group == "fleet" else instance_names(before_hosts),
             window_seconds=window,
             at=at,
             release=plan.release_id,
             previous=previous,
         )
-        return as_group(names, numbers)
+        return as_group(names if group == "fleet" else before_names, numbers)
 
     def emit(
         fleet: CanaryGroup | None,

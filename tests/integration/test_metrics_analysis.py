@@ -138,6 +138,7 @@ def test_a_canary_failing_one_endpoint_is_rolled_back_by_the_error_rate_rule(
         )
     )
     done = project.invoke("deploy", "--env", "test")
+    print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)
     assert done.returncode == 1, done.stdout + done.stderr
     assert_all_on(project, old)
     assert project.history("web1")[-1]["result"] == "rolled_back"
@@ -153,7 +154,10 @@ def test_a_canary_failing_one_endpoint_is_rolled_back_by_the_error_rate_rule(
     assert 5 <= metrics["canary"]["error_rate"] <= 40  # type: ignore[index, operator]
     assert metrics["baseline"]["error_rate"] == 0  # type: ignore[index]
     # The app itself counted the 500s: they are real answers, not the deployer's guess.
-    counted = prometheus.query('sum(http_requests_total{path="/api/cart", status="500"})')
+    # (over the last minutes: the canary's process was restarted on the old release since)
+    counted = prometheus.query(
+        'sum(max_over_time(http_requests_total{path="/api/cart", status="500"}[5m]))'
+    )
     assert counted and float(counted[0]["value"][1]) > 0  # type: ignore[index]
 
 
@@ -253,6 +257,7 @@ def test_a_rolling_deploy_failing_20s_after_its_last_batch_is_rolled_back_by_the
     (project.app / "ERROR_PATHS").write_text("/api/items\n/api/cart\n")
     (project.app / "ERROR_AFTER_S").write_text("20\n")
     done = project.invoke("deploy", "--env", "test")
+    print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)
     assert done.returncode == 1, done.stdout + done.stderr
     assert_all_on(project, old)
     assert project.history("web1")[-1]["result"] == "rolled_back"
@@ -276,3 +281,56 @@ def test_a_rolling_deploy_failing_20s_after_its_last_batch_is_rolled_back_by_the
     # Before that the watch looked at a healthy fleet, with real traffic, several times.
     assert len(before) >= 1 and all(look["verdict"] == "ok" for look in before)
     assert all(look["fleet"]["samples"] >= 20 for look in before)
+
+
+def test_a_blue_green_release_failing_after_the_switch_is_switched_back_by_the_watch(
+    clean_fleet: Fleet, prometheus: Prometheus, tmp_path: Path
+) -> None:
+    """Green passes its health checks but fails two pages once it serves: the watch compares
+    it with blue before the switch and points nginx back at blue in one step."""
+    from tests.integration.test_blue_green import (  # noqa: PLC0415 (its helpers only)
+        BLUE,
+        GREEN,
+        assert_unlocked,
+        lb_history,
+        make_blue_green_project,
+        served,
+    )
+
+    nginx = Nginx(clean_fleet, "web5")
+    nginx.start()
+    project = make_blue_green_project(tmp_path / "project", clean_fleet, nginx)
+    first = project.invoke("deploy", "--env", "test")
+    assert first.returncode == 0, first.stdout + first.stderr
+    v1 = project.current("web1")
+    assert served(nginx) == {v1}
+    project.playbook(
+        watch={
+            "metrics": {"prometheus": {"url": prometheus.url}},
+            "duration": 30,
+            "interval": 3,
+            "window": 6,
+            "rules": {"min_samples": 20, "max_error_rate_increase": 1, "latency_floor_ms": 250},
+        }
+    )
+    (project.app / "ERROR_PATHS").write_text("/api/items\n/api/cart\n")
+    prometheus.wait_scraped([f"{clean_fleet.host(h).address}:8000" for h in BLUE])
+    client = PagesClient(nginx.url, interval=0.01, max_seconds=180)
+    with client:
+        client.wait_for(50)
+        time.sleep(5)  # blue's baseline: a few seconds of real traffic before the switch
+        done = project.invoke("deploy", "--env", "test")
+    print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"traffic switched back to blue ({v1}) in one step" in done.stderr
+    assert served(nginx) == {v1}
+    colors = [r["color"] for r in lb_history(project) if r.get("action") == "traffic"]
+    assert colors[-2:] == ["green", "blue"]  # switched to green, then back in one step
+    assert [project.current(h) for h in BLUE] == [v1, v1]
+    assert_unlocked(project)
+    last = run_record(project)["watch"][-1]  # type: ignore[index]
+    assert last["verdict"] == "failed"
+    assert last["fleet"]["hosts"] == GREEN and last["baseline"]["hosts"] == BLUE
+    assert last["baseline"]["samples"] >= 20 and last["baseline"]["error_rate"] == 0
+    # The client saw green's failures only while green served.
+    assert any(r.status == 500 and r.version != v1 for r in client.responses)
