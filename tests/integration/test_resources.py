@@ -45,6 +45,7 @@ def test_status_shows_each_hosts_resources_and_the_apps_process(project: Project
         assert proc["cpu_percent"] >= 0
 
     text = project.invoke("status", "--env", "test")
+    print(text.stdout)  # noqa: T201 (the docs quote it)
     assert text.returncode == 0, text.stdout + text.stderr
     lines = text.stdout.splitlines()
     for host in HOSTS:
@@ -71,6 +72,7 @@ def test_a_nearly_full_disk_is_warned_about_in_the_checklist(project: Project) -
         resources={"pidfile": "shared/run/app.pid", "warn": {"min_disk_free_percent": 99.9}}
     )
     out = project.invoke("preflight", "--env", "test")
+    print(out.stdout)  # noqa: T201 (the docs quote it)
     assert out.returncode == 0, out.stdout + out.stderr  # a warning: not blocking
     lines = out.stdout.splitlines()
     head = next(x for x in lines if "resources" in x and "within their resource limits" in x)
