@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -334,3 +335,42 @@ def test_a_blue_green_release_failing_after_the_switch_is_switched_back_by_the_w
     assert last["baseline"]["samples"] >= 20 and last["baseline"]["error_rate"] == 0
     # The client saw green's failures only while green served.
     assert any(r.status == 500 and r.version != v1 for r in client.responses)
+
+
+def test_ctrl_c_during_the_watch_ends_it_and_keeps_the_new_release(
+    project: Project, prometheus: Prometheus
+) -> None:
+    old = project.current("web1")
+    project.playbook(
+        strategy={"kind": "rolling", "canary": None},
+        watch={
+            "metrics": {"prometheus": {"url": prometheus.url}},
+            "duration": 120,
+            "interval": 2,
+            "rules": {"min_samples": 20, "latency_floor_ms": 250},
+        },
+    )
+    invoke = Path(sys.executable).with_name("invoke")
+    proc = subprocess.Popen(
+        [str(invoke), "deploy", "--env", "test"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.stdout is not None
+    out: list[str] = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("watch ") and ": ok" in line:  # the watch is running
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    stdout = "".join(out) + rest
+    assert proc.returncode == 0, stdout + err
+    assert "watch ended by an interrupt after" in stdout and "stays on every host" in stdout
+    new = project.current("web1")
+    assert new != old
+    assert_all_on(project, new)
+    assert project.history("web1")[-1]["result"] == "success"
