@@ -4,6 +4,7 @@ and the query client against a local HTTP server answering as Prometheus' API do
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import urllib.parse
@@ -12,12 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from deployer.analysis import step
 from deployer.analysis.prometheus import MetricsError, Prometheus
 from deployer.analysis.queries import PRESETS, QueryError, host_regex, render_query
 from deployer.analysis.rules import as_group, judge_numbers
 from deployer.config.model import Analysis, PrometheusSource
 from deployer.config.playbook import parse_playbook
 from deployer.errors import ConfigError
+from deployer.events import CanaryGroup, CanaryRule, Event, EventBus, Notice, WatchChecked
+from deployer.remote.recording import RecordingTransport
+from deployer.reporters.terminal import TerminalReporter
+from deployer.runner import Runner
 from deployer.secrets import Secret
 
 MINIMAL = "application: app\ndeploy_to: /srv/app\nsource: {path: .}\n"
@@ -187,3 +193,80 @@ def test_query_errors_are_metrics_errors_without_the_credential(api: str) -> Non
     with pytest.raises(MetricsError, match="did not answer") as caught:
         dead.query("up", at=1.0)
     assert "s3cr3t" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- on_metrics_error
+
+
+def policy_run(policy: str, answers: list[object]) -> tuple[object, list[Event]]:
+    """query_with_policy on a measure that raises or returns `answers` in turn."""
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    runner = Runner(RecordingTransport(), bus)
+    queue = list(answers)
+
+    def measure() -> object:
+        answer = queue.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    try:
+        step.PAUSE_RETRY = 0.01
+        return step.query_with_policy(runner, bus, policy, 5, measure, what="step 1/2"), events
+    finally:
+        step.PAUSE_RETRY = 2.0
+        runner.close()
+
+
+def test_rollback_is_the_verdict_when_prometheus_fails() -> None:
+    down = MetricsError("Prometheus at http://p did not answer: refused")
+    outcome, events = policy_run("rollback", [down])
+    assert outcome == (
+        "metrics unavailable (on_metrics_error: rollback): Prometheus at http://p did not"
+        " answer: refused"
+    )
+    assert [(e.level, e.text) for e in events if isinstance(e, Notice)] == [
+        ("error", "step 1/2: Prometheus at http://p did not answer: refused")
+    ]
+
+
+def test_ignore_never_promotes_silently() -> None:
+    outcome, events = policy_run("ignore", [MetricsError("down")])
+    assert outcome == "not judged: metrics unavailable (on_metrics_error: ignore): down"
+    (notice,) = [e for e in events if isinstance(e, Notice)]
+    assert notice.level == "warning" and "NOT judged on real traffic" in notice.text
+
+
+def test_pause_waits_for_prometheus_then_judges() -> None:
+    outcome, events = policy_run("pause", [MetricsError("down"), MetricsError("down"), 42])
+    assert outcome == 42
+    texts = [e.text for e in events if isinstance(e, Notice)]
+    assert "on_metrics_error: pause: waiting up to 5s" in texts[0]
+    assert texts[-1] == "step 1/2: Prometheus answers again; judging"
+
+
+def test_a_watch_look_is_one_line_and_its_last_one_a_table() -> None:
+    fleet = CanaryGroup(("web1", "web2"), 352, 92, 26.1, 4.0, 9.2)
+    before = CanaryGroup(("web1", "web2"), 121, 0, 0.0, 4.0, 8.0)
+    rule = CanaryRule("error rate vs baseline", "26.1%", "0.0%", "<= baseline + 1 pt (1.0%)", False)
+    look = WatchChecked(
+        elapsed=21.2,
+        duration=45,
+        window=6,
+        fleet=fleet,
+        baseline=before,
+        rules=[rule],
+        verdict="failed",
+        reason="failed: error rate vs baseline",
+        final=True,
+    )
+    assert TerminalReporter(io.StringIO()).lines(look) == [
+        "watch 21s/45s (last 6s): 352 requests, errors 26.1%, p95 9 ms: failed",
+        "                          fleet  before",
+        "  hosts                       2       2",
+        "  requests                  352     121",
+        "  error rate vs baseline  26.1%    0.0%  FAIL  <= baseline + 1 pt (1.0%)",
+        "  -> roll back: failed: error rate vs baseline",
+    ]
