@@ -102,7 +102,14 @@ def assert_all_on(project: Project, release: str | None) -> None:
         assert not project.locked(host)
 
 
-def test_a_good_release_is_promoted_on_prometheus_numbers(project: Project) -> None:
+@pytest.mark.parametrize("preset", ["prometheus_client", "opentelemetry"])
+def test_a_good_release_is_promoted_on_prometheus_numbers(
+    project: Project, prometheus: Prometheus, preset: str
+) -> None:
+    """Both default query sets, on the metric names the sample app exposes for each."""
+    strategy = analysis(prometheus)
+    strategy["canary"]["analysis"]["metrics"]["prometheus"]["preset"] = preset  # type: ignore[index]
+    project.playbook(strategy=strategy)
     old = project.current("web1")
     done = project.invoke("deploy", "--env", "test")
     assert done.returncode == 0, done.stdout + done.stderr
