@@ -145,7 +145,7 @@ def query_with_policy(
             Notice(
                 level="warning",
                 text=f"{what}: {error.message}; on_metrics_error: pause: waiting up to"
-                f" {max_pause:g}s for it (Ctrl-C rolls back)",
+                f" {max_pause:g}s for it, then rolling back",
             )
         )
         deadline = time.monotonic() + max_pause
