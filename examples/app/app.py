@@ -5,7 +5,7 @@ GET /        records a visit and shows the release, environment and visit count;
              `?user=ID`, "checkout": "new" or "old" as the `new-checkout` feature flag decides.
 GET /api/items, /api/cart   small JSON pages (more endpoints for traffic to spread over)
 GET /metrics the Prometheus exposition of the counters below, written by the vendored
-             prometheus_client library (vendor/): requests by method, path and status,
+             prometheus_client library (third_party/): requests by method, path and status,
              and a latency histogram under two common naming schemes.
 It must never write inside its release directory (releases are read-only on the hosts).
 """
@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 sys.dont_write_bytecode = True  # releases are read-only: never write __pycache__ there
-sys.path.insert(0, str(Path(__file__).resolve().parent / "vendor"))  # prometheus_client
+sys.path.insert(0, str(Path(__file__).resolve().parent / "third_party"))  # prometheus_client
 
 import flags_runtime  # noqa: E402  (a copy of deployer/flags/runtime.py: hosts lack the deployer)
 import migrate  # noqa: E402

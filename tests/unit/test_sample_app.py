@@ -435,7 +435,7 @@ def test_metrics_count_requests_by_path_and_status_in_the_exposition_format(
     app_dir: Path, db: Path
 ) -> None:
     """Written by the vendored prometheus_client, parsed back here by the same library."""
-    sys.path.insert(0, str(app_dir / "vendor"))
+    sys.path.insert(0, str(app_dir / "third_party"))
     try:
         from prometheus_client.parser import text_string_to_metric_families
     finally:
