@@ -1,40 +1,19 @@
-"""Counting what each host's sshd saw, from its own log (LogLevel VERBOSE, `docker logs`).
-
-sshd logs one line per session request that starts a process on the host:
-    Starting session: command for deploy from 127.0.0.1 port 50414 id 0
-    Starting session: subsystem 'sftp' for deploy from 127.0.0.1 port 50424 id 0
-(`shell on pts/N` for an interactive shell), and one line per authenticated connection:
-    Accepted publickey for deploy from 127.0.0.1 port 50414 ssh2: ED25519 SHA256:...
-An exec request is a "command" session; an SFTP transfer is a "subsystem" session. Port
-forwards (direct-tcpip channels, which our HTTP health checks use) start no process on the
-host and are not counted. Only lines logged since the run started are read.
-"""
+"""Counting what each host's sshd saw, for the benchmark: the parsing lives with the sandbox
+(`deployer.sandbox.sshd_log`), where the integration tests use it too."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
-_SESSION = re.compile(r"Starting session: (\w+)(?: '(\w+)')?")
-_ACCEPTED = "Accepted publickey for "
+from deployer.sandbox.sshd_log import count_log
 
 
 def host_log_counts(client: docker.DockerClient, container_id: str, since: float) -> Counter[str]:
-    text = client.containers.get(container_id).logs(since=since).decode(errors="replace")
-    counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        match = _SESSION.search(line)
-        if match:
-            kind = match.group(1) + (f":{match.group(2)}" if match.group(2) else "")
-            counts[kind] += 1
-            counts["sessions"] += 1
-        elif _ACCEPTED in line:
-            counts["connections"] += 1
-    return counts
+    return count_log(client.containers.get(container_id).logs(since=since).decode(errors="replace"))
 
 
 def fleet_counts(

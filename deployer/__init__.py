@@ -2,6 +2,7 @@
 an atomic `current` switch, migrations once, and rollback from the recorded history.
 
 The public API is what `__all__` lists; everything else is internal and may change.
+The distribution is `shipfleet`; its version is `__version__`, read by the build from here.
 """
 
 from deployer.api import Loaded, Options, Project, deploy, load, rollback, status, unlock
@@ -17,6 +18,8 @@ from deployer.errors import (
     TransportError,
 )
 from deployer.events import EventBus
+
+__version__ = "0.2.0"
 
 __all__ = [
     "ConfigError",

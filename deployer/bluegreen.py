@@ -18,6 +18,7 @@ from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.facts import HostFacts
+from deployer.finishing import finish_hosts
 from deployer.history import Record, release_stack, releases_to_prune, rollback_target
 from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, lock_fleet, release_locks
@@ -165,7 +166,19 @@ def deploy(
         run_hooks(runner, target, "on_failure", idle_hosts, best_effort=True)
         raise error from None
     state.record["blue_green"]["live"] = idle
-    _finish_switched(plan, traffic, runner, state, idle, live_release)
+    try:
+        _finish_switched(plan, traffic, runner, state, bus, idle, live_release)
+    except KeyboardInterrupt:  # traffic is switched; the finishes in flight completed
+        phases.finished(
+            bus,
+            plan,
+            started,
+            dict(state.on),
+            ok=True,
+            message="interrupted while finishing",
+            extra=state.record,
+        )
+        raise
     releases = {
         hp.name: state.on.get(hp.name, state.facts[hp.name].current)
         for hp in hosts
@@ -330,6 +343,7 @@ def _finish_switched(
     traffic: TrafficPlan,
     runner: Runner,
     state: DeployState,
+    bus: EventBus,
     live: str,
     previous_release: str | None,
 ) -> None:
@@ -339,7 +353,7 @@ def _finish_switched(
     keep = plan.playbook.keep_releases
     switched = _traffic_record(plan.run_id, live, plan.release_id, previous_release)
 
-    def finish_one(hp: HostPlan) -> None:
+    def script(hp: HostPlan) -> Script:
         color = traffic.color_of(hp.name)
         facts = state.facts[hp.name]
         records: list[Record] = []
@@ -354,21 +368,15 @@ def _finish_switched(
             prune = releases_to_prune(present, history, keep=keep, current=plan.release_id)
         if color is not None:
             records.append(switched)
-        runner.step(
-            hp.host,
-            scripts.finish(
-                hp.layout, plan.run_id, history=[r.to_json() for r in records], prune=prune
-            ),
+        return scripts.finish(
+            hp.layout,
+            plan.run_id,
+            history=[r.to_json() for r in records],
+            prune=prune,
+            sudo=plan.playbook.cleanup_sudo,
         )
 
-    errors = failures(runner.each(plan.hosts, finish_one))
-    if errors:
-        raise DeployFailed(
-            f"traffic now goes to {live}, but finishing failed; the lock may still be held",
-            failures=list(errors.values()),
-            releases=state.on,
-            hint=f"invoke unlock --env {plan.env}",
-        )
+    state.record.update(finish_hosts(runner, bus, plan.env, plan.hosts, script).record())
 
 
 def rollback(
@@ -455,11 +463,11 @@ def rollback(
     finally:
         record = _traffic_record(run_id, back, target, live_release).to_json() if ok else None
 
-        def finish_one(hp: HostPlan) -> None:
+        def script(hp: HostPlan) -> Script:
             records = [record] if record and traffic.color_of(hp.name) else []
-            runner.step(hp.host, scripts.finish(hp.layout, run_id, history=records, prune=[]))
+            return scripts.finish(hp.layout, run_id, history=records, prune=[])
 
-        runner.each(hosts, finish_one)
+        finish_hosts(runner, bus, plan.env, hosts, script)
         releases = {n: facts[n].current for n in facts if traffic.color_of(n)}
         phases.finished(
             bus,

@@ -115,7 +115,20 @@ def deploy(
         )
         run_hooks(runner, plan, "on_failure", hosts, best_effort=True)
         raise error from None
-    phases.finish_ok(plan, runner, state)
+    try:
+        phases.finish_ok(plan, runner, state, bus)
+    except KeyboardInterrupt:
+        # The finishes in flight were allowed to complete (`Runner.each(shield=True)`).
+        phases.finished(
+            bus,
+            plan,
+            started,
+            dict(state.on),
+            ok=not state.failed,
+            message="interrupted while finishing, after the rollout",
+            extra=state.record,
+        )
+        raise
     ok = not state.failed
     phases.finished(bus, plan, started, dict(state.on), ok=ok, extra=state.record)
     if not ok:

@@ -39,6 +39,7 @@ class HostStatus:
     recorded_live: str | None = None  # blue-green: the live color this host's history records
     color: str | None = None  # blue-green: this host's color (None: a load balancer)
     live_color: str | None = None  # blue-green: the live color its load balancer recorded
+    foreign: tuple[str, ...] = ()  # entries in deploy_to this tool did not create ("kind name")
     resources: HostResources | None = None  # load, memory, disk, inodes, the app's processes
 
 
@@ -75,6 +76,7 @@ def gather(
             releases=facts.releases,
             successful=tuple(release_stack(facts.history)),
             recorded_live=recorded_live_color(facts.history),
+            foreign=tuple(f"{kind} {name}" for kind, name in facts.foreign),
             resources=facts.resources,
         )
 

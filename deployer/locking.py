@@ -104,7 +104,17 @@ def lock_fleet(
                     ),
                 ) from None
             raise
-        return parse_facts(result.output)
+        facts = parse_facts(result.output)
+        if facts.stale_lock is not None:
+            runner.bus.emit(
+                Notice(
+                    level="warning",
+                    text=f"{hp.name}: took over a stale lock: run"
+                    f" {facts.stale_lock.get('run_id', '?')} had recorded its outcome and"
+                    f" stopped while cleaning up, over {scripts.STALE_FINISH}s ago",
+                )
+            )
+        return facts
 
     def sort(name: str, result: HostFacts | DeployerError) -> None:
         if isinstance(result, HostFacts):

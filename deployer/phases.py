@@ -16,6 +16,7 @@ from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
 from deployer.events import EventBus, Notice, RunFinished
 from deployer.facts import HostFacts
+from deployer.finishing import finish_hosts
 from deployer.history import Record, releases_to_prune
 from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import (
@@ -41,6 +42,7 @@ from deployer.preflight import (
 from deployer.probe import check_host
 from deployer.release import Release
 from deployer.remote import scripts
+from deployer.remote.shell import Script
 from deployer.runner import Runner, failures, operator, utc_now
 
 UNKNOWN = "unknown (host stopped answering during the switch)"
@@ -359,35 +361,29 @@ def revert(
     run_hooks(runner, plan, "after_rollback", hooked, best_effort=True)
 
 
-def finish_ok(plan: DeployPlan, runner: Runner, state: DeployState) -> None:
+def finish_ok(plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus) -> None:
+    """History, lock, then pruning on every host once the rollout has decided where each host
+    is. Never raises: cleanup is best effort (`deployer.finishing`)."""
     keep = plan.playbook.keep_releases
 
-    def finish_one(hp: HostPlan) -> None:
+    def script(hp: HostPlan) -> Script:
         facts = state.facts[hp.name]
         ok = state.on.get(hp.name) == plan.release_id and hp.name not in state.failed
         record = deploy_record(plan, state.previous[hp.name], "success" if ok else "rolled_back")
         history = [*facts.history, record]
         present = sorted({*facts.releases, plan.release_id})
         prune = releases_to_prune(present, history, keep=keep, current=state.on.get(hp.name))
-        runner.step(
-            hp.host,
-            scripts.finish(
-                hp.layout,
-                plan.run_id,
-                history=[record.to_json()],
-                prune=prune,
-                remove_staged=[] if ok else [plan.release_id],
-            ),
+        return scripts.finish(
+            hp.layout,
+            plan.run_id,
+            history=[record.to_json()],
+            prune=prune,
+            remove_staged=[] if ok else [plan.release_id],
+            sudo=plan.playbook.cleanup_sudo,
         )
 
-    errors = failures(runner.each(plan.hosts, finish_one))
-    if errors:
-        raise DeployFailed(
-            "finishing failed; the lock may still be held",
-            failures=list(errors.values()),
-            releases=state.on,
-            hint=f"invoke unlock --env {plan.env}",
-        )
+    report = finish_hosts(runner, bus, plan.env, plan.hosts, script)
+    state.record.update(report.record())
 
 
 def finish_failed(
@@ -400,7 +396,7 @@ def finish_failed(
 ) -> None:
     """Record the failure, remove the staged release where it is not live, release the lock."""
 
-    def finish_one(hp: HostPlan) -> None:
+    def script(hp: HostPlan) -> Script:
         on_new = state.on.get(hp.name) == plan.release_id
         result = (
             "interrupted"
@@ -408,28 +404,17 @@ def finish_failed(
             else ("rolled_back" if hp.name in state.reverted else "failed")
         )
         record = deploy_record(plan, state.previous[hp.name], result)
-        runner.step(
-            hp.host,
-            scripts.finish(
-                hp.layout,
-                plan.run_id,
-                history=[record.to_json()],
-                prune=[],
-                remove_staged=[] if on_new else [plan.release_id],
-            ),
+        return scripts.finish(
+            hp.layout,
+            plan.run_id,
+            history=[record.to_json()],
+            prune=[],
+            remove_staged=[] if on_new else [plan.release_id],
+            sudo=plan.playbook.cleanup_sudo,
         )
 
-    errors = failures(runner.each(plan.hosts, finish_one))
-    for name, error in errors.items():
-        bus.emit(
-            Notice(
-                level="error",
-                text=(
-                    f"{name}: cleanup failed ({error}); its lock may still be held:"
-                    f" run `invoke unlock --env {plan.env}` once the host is back"
-                ),
-            )
-        )
+    report = finish_hosts(runner, bus, plan.env, plan.hosts, script)
+    state.record.update(report.record())
 
 
 def deploy_record(plan: DeployPlan, previous: str | None, result: str) -> Record:

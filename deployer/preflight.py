@@ -31,6 +31,7 @@ PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 
 HOSTS, LOCK, DISK, CONFIG = "hosts", "lock", "disk", "config"
 SOURCE, MIGRATION, HEALTH, ROLLBACK, NOTIFY = "source", "migration", "health", "rollback", "notify"
+CLEANUP = "cleanup"
 RESOURCES = "resources"
 ALL_WARNINGS = "all-warnings"
 
@@ -47,6 +48,7 @@ ITEMS: dict[str, tuple[str, bool]] = {
     HEALTH: ("fleet healthy now", False),
     ROLLBACK: ("rollback target on every host", False),
     RESOURCES: ("hosts within their resource limits", False),
+    CLEANUP: ("old releases removable by the deploy user", False),
     NOTIFY: ("notifications configured", False),
 }
 OVERRIDABLE = tuple(name for name, (_, critical) in ITEMS.items() if not critical)
@@ -88,6 +90,7 @@ class LocalFacts:
     notify_env: str | None = None  # notify.webhook.url_env
     notify_set: bool = False  # ... and it holds a URL
     health_configured: bool = True
+    cleanup_sudo: bool = False  # `cleanup: {sudo: true}`
     resource_limits: ResourceLimits = ResourceLimits()  # playbook resources.warn
 
 
@@ -133,7 +136,12 @@ def build_checklist(local: LocalFacts, fleet: FleetFacts | None) -> tuple[CheckI
     if fleet is None:
         why = "not checked: the configuration does not render (see config)"
         fleet_items = [_item(name, SKIP, why) for name in (HOSTS, LOCK, DISK)]
-        late = [_item(HEALTH, SKIP, why), _item(ROLLBACK, SKIP, why), _item(RESOURCES, SKIP, why)]
+        late = [
+            _item(HEALTH, SKIP, why),
+            _item(ROLLBACK, SKIP, why),
+            _item(RESOURCES, SKIP, why),
+            _item(CLEANUP, SKIP, why),
+        ]
     else:
         fleet_items = [
             check_hosts(local, fleet),
@@ -144,6 +152,7 @@ def build_checklist(local: LocalFacts, fleet: FleetFacts | None) -> tuple[CheckI
             check_health(local, fleet),
             check_rollback(local, fleet),
             check_resources(local, fleet),
+            check_cleanup(local, fleet),
         ]
     items = [
         *fleet_items,
@@ -433,6 +442,29 @@ def check_resources(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
     return _item(RESOURCES, PASS, f"{len(reported)} host(s) within resources.warn limits")
 
 
+def check_cleanup(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
+    """Releases (not live) holding a directory the deploy user cannot empty, typically files
+    an app running as root wrote: pruning them would fail (a warning after the deploy)."""
+    if not fleet.facts:
+        return _item(CLEANUP, SKIP, "not checked: no host answered")
+    found = [
+        f"{name}: {fleet.roots.get(name, 'deploy_to')}/releases/{u.release}/{u.path}"
+        f" is owned by {u.owner}"
+        for name, facts in sorted(fleet.facts.items())
+        for u in facts.unremovable
+    ]
+    if not found:
+        return _item(CLEANUP, PASS, "every release but the live one can be pruned")
+    if local.cleanup_sudo:
+        return _item(CLEANUP, PASS, [*found, "pruned with `sudo -n rm` (cleanup: {sudo: true})"])
+    remedy = (
+        "pruning these will fail (a warning; the deploy still succeeds): `sudo chown -R`"
+        " them to the deploy user, or set `cleanup: {sudo: true}` in the playbook when it"
+        " has passwordless sudo"
+    )
+    return _item(CLEANUP, WARN, found, remedy)
+
+
 def check_notify(local: LocalFacts) -> CheckItem:
     if local.notify_env is None:
         remedy = (
@@ -551,6 +583,7 @@ def local_facts(
         notify_env=playbook.notify.webhook_url_env,
         notify_set=notify_set,
         health_configured=bool(playbook.health.http or playbook.health.command),
+        cleanup_sudo=playbook.cleanup_sudo,
         resource_limits=playbook.resources.warn,
     )
 

@@ -14,12 +14,14 @@ from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, RunStarted
 from deployer.facts import HostFacts
+from deployer.finishing import FinishReport, finish_hosts
 from deployer.history import Record, rollback_target
 from deployer.hooks import rollback_hosts, run_hooks
 from deployer.locking import acquire_locks, release_locks
 from deployer.plan import DeployPlan, HostPlan
 from deployer.probe import check_host
 from deployer.remote import scripts
+from deployer.remote.shell import Script
 from deployer.runner import Runner, failures, operator, utc_now
 
 PlanFor = Callable[[str], DeployPlan]  # release id -> the plan rendered for it
@@ -123,23 +125,18 @@ def rollback(
     http = plan.playbook.health.http
     expect = target if http and http.expect_version else None
     failed: dict[str, DeployerError] = {}
-    finished: set[str] = set()
     try:
         for index, names in enumerate(plan.batches, 1):
             batch = [plan.host(n) for n in names if on[n] != target]
             bus.emit(BatchStarted(index=index, total=len(plan.batches), hosts=names))
-            last = index == len(plan.batches)
 
-            def one(hp: HostPlan, last: bool = last) -> None:
+            def one(hp: HostPlan) -> None:
                 runner.step(
                     hp.host,
                     scripts.switch(hp.layout, target, run_id, restart=hp.restart, env=hp.env),
                 )
                 on[hp.name] = target
                 check_host(runner, plan.playbook.health, hp, expect)
-                if last:  # nothing can undo a healthy host now: record and unlock it at once
-                    _finish_host(hp, runner, facts[hp.name], target, run_id, failed=False)
-                    finished.add(hp.name)
 
             failed = failures(runner.each(batch, one))
             bus.emit(
@@ -154,10 +151,10 @@ def rollback(
             if failed:
                 break
     finally:
-        unfinished = [hp for hp in plan.hosts if hp.name not in finished]
-        _finish(unfinished, runner, facts, on, target, run_id, failed)
+        # Whatever happened above, and never able to turn a healthy host into a failed one.
+        report = _finish(plan, runner, bus, facts, on, target, run_id, failed)
     ok = not failed
-    phases.finished(bus, plan, started, dict(on), ok=ok, action="rollback")
+    phases.finished(bus, plan, started, dict(on), ok=ok, action="rollback", extra=report.record())
     if not ok:
         run_hooks(runner, plan, "on_failure", everyone, best_effort=True)
         raise DeployFailed(
@@ -172,36 +169,33 @@ def rollback(
 
 
 def _finish(
-    hosts: list[HostPlan],
+    plan: DeployPlan,
     runner: Runner,
+    bus: EventBus,
     facts: dict[str, HostFacts],
     on: dict[str, str | None],
     target: str,
     run_id: str,
     failed: dict[str, DeployerError],
-) -> None:
+) -> FinishReport:
     """Record the rollback in each host's history (where it moved or failed) and unlock it."""
 
-    def one(hp: HostPlan) -> None:
+    def script(hp: HostPlan) -> Script:
         moved = on[hp.name] == target and facts[hp.name].current != target
+        records = []
         if moved or hp.name in failed:
-            _finish_host(hp, runner, facts[hp.name], target, run_id, failed=hp.name in failed)
-        else:
-            runner.step(hp.host, scripts.finish(hp.layout, run_id, history=[], prune=[]))
+            record = Record(
+                time=utc_now(),
+                user=operator(),
+                release=target,
+                action="rollback",
+                result="failed" if hp.name in failed else "success",
+                run_id=run_id,
+                previous=facts[hp.name].current,
+            )
+            records.append(record.to_json())
+        return scripts.finish(
+            hp.layout, run_id, history=records, prune=[], sudo=plan.playbook.cleanup_sudo
+        )
 
-    runner.each(hosts, one)
-
-
-def _finish_host(
-    hp: HostPlan, runner: Runner, facts: HostFacts, target: str, run_id: str, *, failed: bool
-) -> None:
-    record = Record(
-        time=utc_now(),
-        user=operator(),
-        release=target,
-        action="rollback",
-        result="failed" if failed else "success",
-        run_id=run_id,
-        previous=facts.current,
-    )
-    runner.step(hp.host, scripts.finish(hp.layout, run_id, history=[record.to_json()], prune=[]))
+    return finish_hosts(runner, bus, plan.env, plan.hosts, script)

@@ -3,6 +3,7 @@ function over many hosts with bounded concurrency. Knows nothing about deploy ph
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -168,14 +169,22 @@ class Runner:
         for host in hosts:
             self._pool.submit(self.transport.connect, host)
 
-    def each(self, items: Sequence[N], fn: Callable[[N], R]) -> dict[str, R | DeployerError]:
+    def each(
+        self, items: Sequence[N], fn: Callable[[N], R], *, shield: bool = False
+    ) -> dict[str, R | DeployerError]:
         """Apply `fn` to every item concurrently. Per-item DeployerErrors are collected, not
         raised. On Ctrl-C the in-flight work is allowed to finish before re-raising, so no
-        host is left mid-step by us."""
+        host is left mid-step by us. With `shield`, work not yet started runs too (a second
+        Ctrl-C gives up on it): for short steps that must reach every host, like finish."""
         futures: dict[str, Future[R]] = {item.name: self._pool.submit(fn, item) for item in items}
         try:
             wait(futures.values())
         except BaseException:
+            if shield:
+                with contextlib.suppress(BaseException):  # a second Ctrl-C: give up, below
+                    wait(futures.values())
+                if all(future.done() for future in futures.values()):
+                    raise
             self.cancelled.set()
             for future in futures.values():
                 future.cancel()

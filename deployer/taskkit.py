@@ -39,6 +39,10 @@ def _sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    # A shell starts background jobs (`deploy &`, some CI runners and schedulers) with SIGINT
+    # ignored, and Python keeps it ignored: such a deploy could not be stopped cleanly with
+    # SIGINT at all. Stopping a deploy always means the same clean stop (docs: README).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def handles_errors(fn: F) -> F:

@@ -3,7 +3,8 @@ codes. Nothing else lives here. A project exposes them with `from deployer.tasks
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -17,6 +18,7 @@ from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
 from deployer.resources import describe as describe_resources
+from deployer.scaffold.tasks import init
 from deployer.taskkit import handles_errors, options, project, require_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,6 +201,8 @@ def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
             f"{r.host:<{width}}  current {r.current or '-'}  previous {r.previous or '-'}"
             f"  {health}{drift}{lock}{color}"
         )
+        if r.foreign:  # reported, never deleted: not ours
+            print(f"{'':<{width}}  not created by this tool, left alone: {', '.join(r.foreign)}")
         if r.resources is not None:
             print(f"{'':<{width}}  {describe_resources(r.resources)}")
 
@@ -285,22 +289,27 @@ def unlock(
     accept_new_host_keys: bool = False,
     playbook: str = "deploy",
 ) -> None:
-    """Clear a stale deploy lock (after a killed deploy). Prints who held it."""
+    """Clear a stale deploy lock (after a killed deploy). Prints who held it; exits 5 when a
+    host could not be unlocked, 7 when no host had a lock."""
     loaded = api.load(project(), require_env(env), limit=limit, playbook=playbook)
-    for host, held in api.unlock(
-        loaded, api.Options(accept_new_host_keys=accept_new_host_keys)
-    ).items():
+    results = api.unlock(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
+    for host, held in results.items():
         if isinstance(held, DeployerError):
             print(f"{host}: could not unlock: {held}")
         else:
             print(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
+    if any(isinstance(held, DeployerError) for held in results.values()):
+        raise Exit(code=5)
+    if not any(results.values()):
+        raise Exit(code=7)
 
 
 @task(help=_help("env"))
 @handles_errors
 def sandbox_up(c: Context, env: str = "local") -> None:
     """Start one local container per inventory host (real sshd on its 127.0.0.N)."""
-    from deployer.sandbox import start_fleet  # optional extra: deployer[sandbox]
+    with _sandbox_extra():
+        from deployer.sandbox import start_fleet
 
     inventory = api.load_inventory_only(project(), env)
     state = project().root / ".sandbox" / env
@@ -319,9 +328,22 @@ def sandbox_up(c: Context, env: str = "local") -> None:
 @handles_errors
 def sandbox_down(c: Context, env: str = "local") -> None:
     """Remove the sandbox containers of this environment."""
-    from deployer.sandbox import down_fleet
+    with _sandbox_extra():
+        from deployer.sandbox import down_fleet
 
     print(f"removed {down_fleet(f'sandbox-{env}')} sandbox host(s)")
+
+
+@contextlib.contextmanager
+def _sandbox_extra() -> Iterator[None]:
+    """deployer.sandbox needs the optional extra (testcontainers, docker): say how to get it."""
+    try:
+        yield
+    except ImportError as exc:
+        raise Exit(
+            f"error: the sandbox needs the sandbox extra ({exc}): pip install 'shipfleet[sandbox]'",
+            code=2,
+        ) from None
 
 
 sandbox = Collection("sandbox")
@@ -330,3 +352,4 @@ sandbox.add_task(sandbox_down, "down")
 
 ns = Collection(deploy, preflight, rollback, status, releases, history, unlock, sandbox)
 ns.add_collection(flags_collection)
+ns.add_task(init)

@@ -339,3 +339,5 @@ class Playbook:
     preflight: Preflight = Preflight()
     watch: Watch | None = None
     resources: Resources = Resources()
+    # `cleanup: {sudo: true}`: prune with `sudo -n rm` what the deploy user cannot delete
+    cleanup_sudo: bool = False

@@ -58,6 +58,7 @@ _TOP_KEYS = (
     "secrets",
     "notify",
     "preflight",
+    "cleanup",
     "watch",
     "resources",
 )
@@ -93,6 +94,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
     migrate, restart, health = section("migrate"), section("restart"), section("health")
     strategy, hooks, connection = section("strategy"), section("hooks"), section("connection")
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
+    preflight, cleanup = section("preflight"), section("cleanup")
     preflight, watch_section = section("preflight"), section("watch")
     resources_section = section("resources")
     shared_paths = _shared(shared) if shared else Shared()
@@ -116,6 +118,7 @@ def parse_playbook(text: str, path: str) -> Playbook:
         secrets=_secrets(secrets) if secrets else {},
         notify=_notify(notify) if notify else Notify(),
         preflight=_preflight(preflight) if preflight else Preflight(),
+        cleanup_sudo=_cleanup_sudo(cleanup) if cleanup else False,
         watch=watch(watch_section, _analysis) if watch_section else None,
         resources=resources(resources_section) if resources_section else Resources(),
     )
@@ -549,6 +552,13 @@ def _preflight(node: Node) -> Preflight:
     if strict is None:
         return Preflight()
     return Preflight(strict=strict.boolean(), where=strict.location())
+
+
+def _cleanup_sudo(node: Node) -> bool:
+    """`cleanup: {sudo: true}`: releases holding files the app wrote as root are pruned with
+    `sudo -n rm -rf` (the deploy user needs passwordless sudo for rm)."""
+    sudo = _fields(node, ("sudo",)).get("sudo")
+    return sudo.boolean() if sudo is not None else False
 
 
 def _secrets(node: Node) -> dict[str, SecretSource]:

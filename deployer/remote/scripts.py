@@ -31,6 +31,12 @@ EXIT_MISSING_RELEASE = 66
 
 MARK = "@@"
 FREE_KB = "awk 'NR==2 {print $4}'"  # the "Available" column of `df -Pk`
+# A run's own temporary `current` link is `.current.<run id>` (12 hex digits, see
+# runner.new_run_id). Debris of a killed run is removed only when it is exactly that: a
+# symlink with such a name pointing into our releases/. Anything else is someone else's.
+_OWN_LINK = "[0-9a-f]" * 12
+FINISHING = "finishing"  # a file in the lock directory: the run's outcome is recorded
+STALE_FINISH = 300  # seconds after which a recorded run's unfinished cleanup no longer holds
 
 
 @dataclass(frozen=True)
@@ -175,15 +181,17 @@ def prepare(
         ]
     baseline_lines.append("fi")
     info = posixpath.join(layout.lock, "info")
+    finishing = posixpath.join(layout.lock, FINISHING)
     lock_time = f"$(stat -c %Y {q(layout.lock)} 2>/dev/null || date +%s)"
-    # Without a lock to take (status, releases), just report any holder.
-    lock_lines: list[str] = [
-        f"if [ -d {q(layout.lock)} ]; then",
+    finish_age = f"$(( $(date +%s) - $(stat -c %Y {q(finishing)} 2>/dev/null || date +%s) ))"
+    holder = [
         f"  echo {q(MARK + 'lock held')}",
         f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
         f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
-        "fi",
+        f'  if [ -f {q(finishing)} ]; then echo {q(MARK + "lockfinishing")} "{finish_age}"; fi',
     ]
+    # Without a lock to take (status, releases), just report any holder.
+    lock_lines: list[str] = [f"if [ -d {q(layout.lock)} ]; then", *holder, "fi"]
     if lock_info is not None:
         takeover_lines = []
         if takeover:
@@ -198,10 +206,15 @@ def prepare(
             f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
             f"  echo {q(MARK + 'lock acquired')}",
             *takeover_lines,
+            # A run whose outcome is recorded and whose finish stopped part-way (killed, host
+            # rebooted) left only cleanup undone: after STALE_FINISH seconds, the lock is ours.
+            f"elif [ -f {q(finishing)} ] && [ {finish_age} -gt {STALE_FINISH} ]; then",
+            f'  echo {q(MARK + "lockstale")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
+            f"  rm -f {q(finishing)}",
+            f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
+            f"  echo {q(MARK + 'lock acquired')}",
             "else",
-            f"  echo {q(MARK + 'lock held')}",
-            f'  echo {q(MARK + "lockinfo")} "$(cat {q(info)} 2>/dev/null | head -c 2000)"',
-            f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
+            *holder,
             f"  exit {EXIT_LOCK_HELD}",
             "fi",
         ]
@@ -219,6 +232,7 @@ def prepare(
             f"echo {q(MARK + 'history')}",
             f"if [ -f {q(layout.history)} ]; then tail -n {history_lines} {q(layout.history)}; fi",
             baseline_lines,
+            _foreign_and_unremovable(layout),
             # Free space where releases will land; before a first deploy (a read-only
             # preflight) the root does not exist yet, so ask its nearest existing parent.
             f"df_dir={q(layout.root)}",
@@ -228,6 +242,32 @@ def prepare(
             f"echo {q(MARK + 'end')}",
         ),
     )
+
+
+def _foreign_and_unremovable(layout: Layout) -> list[str]:
+    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`), and
+    releases other than the live one holding a non-empty directory we do not own, which
+    pruning could not delete (`@@unremovable RELEASE<TAB>OWNER<TAB>PATH`)."""
+    root, releases = q(layout.root), q(layout.releases)
+    return [
+        f"if [ -d {root} ]; then for entry in {root}/* {root}/.[!.]*; do",
+        '  [ -e "$entry" ] || [ -L "$entry" ] || continue',
+        "  name=${entry##*/}",
+        '  case "$name" in releases|shared|current|.deploy) continue ;; esac',
+        f'  case "$name" in .current.{_OWN_LINK}) [ -L "$entry" ] && continue ;; esac',
+        '  kind=file; [ -L "$entry" ] && kind=symlink; [ -d "$entry" ] && [ ! -L "$entry" ]'
+        " && kind=directory",
+        f'  printf \'%s %s\\t%s\\n\' {q(MARK + "foreign")} "$kind" "$name"',
+        "done; fi",
+        f'live="$(readlink {q(layout.current)} || true)"',
+        f"if [ -d {releases} ]; then for release in {releases}/*; do",
+        '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
+        '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
+        " -printf '%u\\t%P' -quit 2>/dev/null || true)",
+        f"  if [ -n \"$found\" ]; then printf '%s %s\\t%s\\n' {q(MARK + 'unremovable')}"
+        ' "${release##*/}" "$found"; fi',
+        "done; fi",
+    ]
 
 
 def stage(
@@ -455,6 +495,27 @@ def check_command(layout: Layout, command: str, env: Mapping[str, str]) -> Scrip
     )
 
 
+def _best_effort_remove(*, sudo: bool) -> list[str]:
+    """A shell function `remove PATH` that deletes a release or staging directory and never
+    fails: what it cannot delete is reported as `@@cleanup PATH<TAB>OWNER<TAB>CAUSE` (the
+    owner of the first entry not ours: root-owned files are the usual cause)."""
+    body = [
+        "remove() {",
+        '  [ -e "$1" ] || [ -L "$1" ] || return 0',
+        '  chmod -R u+w -- "$1" 2>/dev/null || true',
+        '  if err=$(rm -rf -- "$1" 2>&1); then return 0; fi',
+    ]
+    if sudo:  # `cleanup: {sudo: true}`: files an app wrote as root; -n never prompts
+        body.append('  if sudo -n rm -rf -- "$1" 2>/dev/null; then return 0; fi')
+    body += [
+        '  owner=$(find "$1" ! -user "$(id -u)" -printf \'%u\' -quit 2>/dev/null || true)',
+        f'  printf \'%s %s\\t%s\\t%s\\n\' {q(MARK + "cleanup")} "$1" "$owner"'
+        ' "$(printf \'%s\\n\' "$err" | head -n 1)"',
+        "}",
+    ]
+    return body
+
+
 def finish(
     layout: Layout,
     run_id: str,
@@ -462,27 +523,47 @@ def finish(
     history: Sequence[str],
     prune: Sequence[str],
     remove_staged: Sequence[str] = (),
+    sudo: bool = False,
 ) -> Script:
-    """Record the outcome, prune old releases, drop staging debris and release our lock.
+    """Record the outcome and release our lock, whatever cleanup does: then prune old
+    releases and drop this tool's own debris, best effort.
 
-    `prune` and `remove_staged` are release ids decided locally from the recorded history;
-    the script re-checks that none of them is what `current` points at.
+    The lock is released by an EXIT trap, so a failing command or a dropped connection
+    (SIGHUP/SIGPIPE) still gives it back. Once the history is written, a `finishing` file in
+    the lock says the run's outcome is recorded, so a lock left by a finish that was killed
+    outright is recognised (and taken over when stale, see `prepare`). Pruning stays under
+    the lock so that no concurrent run can pick a release we are deleting. Nothing here can
+    fail: what cannot be removed is reported as `@@cleanup` lines (`remove` above), and the
+    next deploy retries it. `prune` and `remove_staged` are release ids decided locally from
+    the recorded history; the script re-checks that none of them is what `current` points at.
     """
-    body: list[str] = [_step("finish"), *_append_history(layout, history)]
+    unlock = _unlock_if_ours(layout, run_id)
+    own_link = posixpath.join(layout.root, f".current.{run_id}")
+    body: list[str] = [
+        _step("finish"),
+        f"trap {q(unlock)} EXIT",
+        *_append_history(layout, history),
+        f"if [ -d {q(layout.lock)} ]; then : > {q(posixpath.join(layout.lock, FINISHING))}"
+        " 2>/dev/null || true; fi",
+        _step("cleanup"),
+        *_best_effort_remove(sudo=sudo),
+    ]
     for release_id in (*remove_staged, *prune):
         path = layout.release(release_id)
         body.append(
             f'if [ "$(readlink {q(layout.current)} || true)" != {q(path)} ]; then '
-            f"{_remove_release(path)}; fi"
+            f"remove {q(path)}; fi"
         )
     body += [
-        # We hold the lock, so nothing in staging belongs to a live run: debris of ours or of
-        # a run that was killed goes.
-        f"chmod -R u+w {q(layout.staging)} 2>/dev/null || true",
-        f"rm -rf {q(layout.staging)}/*",
-        # A deployer killed between `ln` and `mv` leaves a temporary link; we hold the lock.
-        f"rm -f {q(layout.root)}/.current.*",
-        _unlock_if_ours(layout, run_id),
+        # We hold the lock, so nothing in our own staging directory belongs to a live run.
+        f'for entry in {q(layout.staging)}/* {q(layout.staging)}/.[!.]*; do remove "$entry"; done',
+        cmd("rm", "-f", own_link),
+        # A run killed between `ln` and `mv` left its link: ours only if it is one.
+        f"for link in {q(layout.root)}/.current.{_OWN_LINK}; do"
+        f' if [ -L "$link" ]; then case "$(readlink "$link")" in {q(layout.releases + "/")}*)'
+        ' rm -f "$link" ;; esac; fi; done',
+        unlock,
+        "trap - EXIT",
         f"echo {q(MARK + 'finished')}",
     ]
     return Script(step="finish", lines=tuple(body))

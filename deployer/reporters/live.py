@@ -29,7 +29,7 @@ from deployer.events import (
     Subscriber,
     UploadProgress,
 )
-from deployer.reporters.terminal import TerminalReporter, _size
+from deployer.reporters.terminal import TerminalReporter, _size, one_line
 from deployer.secrets import redact_event
 
 __all__ = ["LiveReporter", "live_capable", "terminal_reporter"]
@@ -121,7 +121,7 @@ class LiveReporter:
             if row is not None:
                 row.step, row.total = "health", 0
                 row.state = "healthy" if event.ok else "unhealthy"
-                row.detail = f"after {event.attempts} probe(s): {event.detail}"
+                row.detail = f"after {event.attempts} probe(s): {one_line(event.detail)}"
             return [] if event.ok else lines
         if isinstance(event, Checklist):
             return [self._paint_checklist(text) for text in lines]

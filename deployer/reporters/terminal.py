@@ -122,6 +122,13 @@ def _watch(event: WatchChecked) -> list[str]:
     return out
 
 
+def one_line(text: str, width: int = 120) -> str:
+    """A health body (an HTML page, a traceback) as one line: whitespace collapsed, cut to
+    `width`. The whole body is in the run record and shown with -v."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -180,10 +187,9 @@ class TerminalReporter:
             return [f"batch {event.index}/{event.total}: {' '.join(event.hosts)}"]
         elif isinstance(event, HealthChecked):
             mark = "healthy" if event.ok else "UNHEALTHY"
-            return [
-                f"  {event.host:<{w}} health    {mark} after {event.attempts}"
-                f" probe(s): {event.detail[:160]}"
-            ]
+            detail = event.detail if self.verbose else one_line(event.detail)
+            attempts = f"after {event.attempts} probe(s)"
+            return [f"  {event.host:<{w}} health    {mark} {attempts}: {detail}"]
         elif isinstance(event, BatchFinished):
             if event.failed:
                 verdict = "within the failure budget" if event.within_budget else "over budget"

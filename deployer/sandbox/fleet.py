@@ -17,6 +17,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from testcontainers.core.config import testcontainers_config  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from deployer.sandbox.image import SandboxError, ensure_image  # noqa: E402
+from deployer.sandbox.sshd_log import count_log  # noqa: E402
 
 testcontainers_config.ryuk_disabled = True  # in case testcontainers was imported earlier
 
@@ -245,6 +247,14 @@ class Fleet:
         """Run a shell command in the host's container (not over SSH); (exit code, output)."""
         result = self._container(host).exec_run(["/bin/sh", "-c", command], user=user)
         return int(result.exit_code), result.output.decode(errors="replace")
+
+    def sshd_counts(self, since: float) -> dict[str, Counter[str]]:
+        """host name -> what its sshd logged since `since` (a UNIX time): sessions started,
+        connections accepted, connection attempts (`deployer.sandbox.sshd_log`)."""
+        return {
+            h.name: count_log(self._container(h).logs(since=since).decode(errors="replace"))
+            for h in self.hosts
+        }
 
     def ssh_client(self, host: SandboxHost | str, *, timeout: float = 10.0) -> paramiko.SSHClient:
         """A connected paramiko client as deploy, with strict host key checking."""

@@ -47,6 +47,7 @@ REQUIRED_SCHEMA = 2  # this release needs migrations up to 002
 APP_DIR = settings.APP_DIR
 BROKEN_ON = APP_DIR / "BROKEN_ON"  # test hook: listen addresses (or *) whose health fails
 SLOW_MS = APP_DIR / "SLOW_MS"  # test hook: milliseconds to sleep per request
+SLOW_STARTED = APP_DIR / "SLOW_STARTED"  # ... touched as a slowed request starts sleeping
 WARMUP_S = APP_DIR / "WARMUP_S"  # test hook: /health answers 503 for this long after start
 FLAPPING = APP_DIR / "FLAPPING"  # test hook: /health alternates 200 and 500
 ERROR_PERCENT = APP_DIR / "ERROR_PERCENT"  # test hook: this share of other pages answers 500
@@ -233,6 +234,8 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         delay = slow_ms()
         if delay:
+            with contextlib.suppress(OSError):  # a release is read-only: only tests see it
+                SLOW_STARTED.touch()
             time.sleep(delay / 1000)
         if self.app.failing(path):
             status, body = 500, {"error": f"ERROR_PATHS: {path} fails", "version": self.app.version}

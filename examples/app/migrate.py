@@ -1,6 +1,8 @@
 """Apply `migrations/NNN_name.sql` to the app's SQLite database, in order, one transaction each.
 
-Applied versions are recorded in `schema_migrations`, so running it again does nothing.
+Applied versions are recorded in `schema_migrations`, so running it again does nothing. Every
+run, applying something or not, adds a row to `migration_runs` naming the host (its listen
+address): the witness that a deploy ran its migration exactly once, and where.
 Exits 1 with the SQL error when a migration fails (that migration is rolled back entirely).
 Usage: python3 migrate.py [--config config/app.ini] [--database PATH]
 """
@@ -72,8 +74,9 @@ def connect(database: Path) -> sqlite3.Connection:
     return sqlite3.connect(database, timeout=30, isolation_level=None)
 
 
-def migrate(database: Path, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every pending migration; return the names applied."""
+def migrate(database: Path, directory: Path = MIGRATIONS_DIR, host: str = "") -> list[str]:
+    """Apply every pending migration; return the names applied. The run is recorded in
+    `migration_runs` with `host`."""
     migrations = discover(directory)
     database.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(database)
@@ -107,6 +110,14 @@ def migrate(database: Path, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 raise MigrationError(f"{path.name}: {exc}") from exc
             applied.append(path.stem)
             print(f"applied {path.stem}", flush=True)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migration_runs ("
+            " host TEXT NOT NULL, ran_at REAL NOT NULL, applied INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO migration_runs (host, ran_at, applied) VALUES (?, ?, ?)",
+            (host, time.time(), len(applied)),
+        )
         return applied
     finally:
         conn.close()
@@ -117,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     settings.add_arguments(parser, server=False)
     args = parser.parse_args(argv)
     try:
-        database = settings.load(args).database
-        applied = migrate(database)
+        loaded = settings.load(args)
+        database = loaded.database
+        applied = migrate(database, host=loaded.listen)
     except settings.SettingsError as exc:
         print(f"migrate: config error: {exc}", file=sys.stderr)
         return 2

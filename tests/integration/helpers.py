@@ -35,7 +35,8 @@ class Project:
 
     def playbook(self, **changes: object) -> None:
         """Change top-level keys of this project's playbooks/deploy.yml (a copy of the repo's
-        sample); mappings are merged one level deep, except `source`, which is replaced."""
+        sample); mappings are merged one level deep, except `source` and an empty mapping
+        (`hooks={}`: no hooks), which replace the key."""
         mine = self.root / "playbooks" / "deploy.yml"
         if mine.exists():
             book = yaml.safe_load(mine.read_text())
@@ -44,7 +45,12 @@ class Project:
             book["source"] = {"path": "app"}
             book["health"]["deadline"] = 8
         for key, value in changes.items():
-            if key != "source" and isinstance(value, dict) and isinstance(book.get(key), dict):
+            if (
+                key != "source"
+                and value
+                and isinstance(value, dict)
+                and isinstance(book.get(key), dict)
+            ):
                 book[key] = {**book[key], **value}
             else:
                 book[key] = value
@@ -121,6 +127,12 @@ class Project:
             host, f"cd {APP_ROOT}/releases/{release} && sha256sum -c --quiet MANIFEST"
         )
         return code == 0
+
+
+def assert_no_ssh_since(fleet: Fleet, since: float) -> None:
+    """The hosts' own witness: no host's sshd saw even a connection attempt since `since`."""
+    touched = {h: dict(c) for h, c in fleet.sshd_counts(since).items() if sum(c.values())}
+    assert not touched, f"sshd logged activity: {touched}"
 
 
 def make_project(root: Path, fleet: Fleet, hosts: list[str] = HOSTS) -> Project:

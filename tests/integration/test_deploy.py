@@ -5,6 +5,7 @@ Every failure case also checks that the lock is released and no partial release 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.integration.helpers import (
     HOSTS,
     Project,
     add_migration,
+    assert_no_ssh_since,
     break_on,
     fix,
     make_project,
@@ -67,6 +69,18 @@ def test_migration_runs_once_on_one_host_before_any_switch(project: Project) -> 
     # Every app sees the migrated schema through the shared database.
     for host in HOSTS:
         assert project.health(host)[1]["schema"] == 2
+    # The database's own record: exactly one migration run, on web1.
+    assert migration_runs(project) == [project.fleet.host("web1").address]
+
+
+def migration_runs(project: Project) -> list[str]:
+    """The hosts (listen addresses) the sample app's migrate.py recorded, oldest first."""
+    database = project.sh("web1", "ls /var/lib/fleet-shared/*.sqlite3").split()[0]
+    script = (
+        "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+        " print(*[r[0] for r in c.execute('SELECT host FROM migration_runs ORDER BY rowid')])"
+    )
+    return project.sh("web1", f'python3 -c "{script}" {database}').split()
 
 
 def test_health_failure_in_second_batch_returns_every_host_to_the_old_release(
@@ -157,9 +171,14 @@ def test_held_lock_names_its_holder_and_unlock_clears_it(project: Project) -> No
     assert "web3" in refused.stderr and "mallory@ci-42" in refused.stderr
     assert all(project.current(h) is None for h in HOSTS)
     assert not project.locked("web1") and project.locked("web3")
+    # The lock on the host is still the one we planted, untouched by the refused run.
+    assert '"run_id": "dead"' in project.sh("web3", f"cat {APP_ROOT}/.deploy/lock/info")
     cleared = project.invoke("unlock", "--env", "test")
     assert cleared.returncode == 0 and "mallory" in cleared.stdout
     assert not project.locked("web3")
+    # Nothing left to unlock is its own exit code, as is a host that cannot be reached.
+    nothing = project.invoke("unlock", "--env", "test")
+    assert nothing.returncode == 7, nothing.stdout + nothing.stderr
     assert project.invoke("deploy", "--env", "test").returncode == 0
 
 
@@ -180,12 +199,14 @@ def test_dry_run_connects_to_nothing(project: Project, tmp_path: Path) -> None:
     # Point the inventory at a loopback address where nothing listens: a dry run still works.
     inv = project.root / "inventories" / "test.yml"
     inv.write_text(inv.read_text().replace(project.fleet.host("web1").address, "127.0.0.254"))
+    since = time.time()
     out = project.invoke("deploy", "--env", "test", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert "DRY RUN" in out.stdout and "mv -T" in out.stdout and "127.0.0.254" in out.stdout
     assert all(project.current(h) is None for h in HOSTS)
     code, _ = project.fleet.exec("web2", f"test -e {APP_ROOT}")
     assert code != 0
+    assert_no_ssh_since(project.fleet, since)
 
 
 def test_status_reports_releases_health_and_drift(project: Project) -> None:
@@ -201,10 +222,12 @@ def test_status_reports_releases_health_and_drift(project: Project) -> None:
 
 
 def test_limit_without_the_migration_host_is_refused_before_connecting(project: Project) -> None:
+    since = time.time()
     out = project.invoke("deploy", "--env", "test", "--limit", "web2")
     assert out.returncode == 2
     assert "migrate.run_on is 'migrate'" in out.stderr
     assert project.current("web2") is None
+    assert_no_ssh_since(project.fleet, since)
 
 
 def test_notice_for_first_deploy_failure_keeps_hosts_on_a_complete_release(

@@ -158,15 +158,20 @@ def test_fault04_killed_deployer_keeps_lock_until_unlock_then_converges(project:
     project.playbook(hooks={"after_stage": [{"local": f"touch {marker}; sleep 60"}]})
     next_version(project, "killed")
     run = Running(project, "deploy")
+    run.wait_for(lambda e: e["event"] == "RunStarted")
     while not marker.exists():
         assert run.proc.poll() is None
         time.sleep(0.02)
     run.proc.kill()
     run.proc.wait()
+    killed = next(e for e in run.events if e["event"] == "RunStarted")["run_id"]
     refused = project.invoke("deploy", "--env", "test")
     assert refused.returncode == 4
     assert "held by" in refused.stderr and "s ago" in refused.stderr
     assert "invoke unlock --env test" in refused.stderr
+    for host in HOSTS:  # the lock on every host is the killed run's, by its run id
+        info = json.loads(project.sh(host, f"cat {APP_ROOT}/.deploy/lock/info"))
+        assert info["run_id"] == killed
     assert project.invoke("unlock", "--env", "test").returncode == 0
     project.playbook(hooks={})
     next_version(project, "after")

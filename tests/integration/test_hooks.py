@@ -4,13 +4,21 @@ point runs where and when it should, rollbacks (automatic and `invoke rollback`)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from deployer.api import PLACEHOLDER_RELEASE
 from deployer.sandbox import Fleet
-from tests.integration.helpers import APP_ROOT, HOSTS, Project, break_on, make_project
+from tests.integration.helpers import (
+    APP_ROOT,
+    HOSTS,
+    Project,
+    assert_no_ssh_since,
+    break_on,
+    make_project,
+)
 
 # What every logging hook writes: point, release, release rolled back from, env, hosts.
 LINE = "$DEPLOY_HOOK|$RELEASE_ID|${ROLLBACK_FROM-}|$DEPLOY_ENV|$DEPLOY_HOSTS"
@@ -42,10 +50,12 @@ def test_build_hooks_run_locally_with_the_release_id(project: Project) -> None:
 
 def test_failing_build_hook_stops_before_anything_connects(project: Project) -> None:
     project.playbook(hooks={"before_build": [{"local": "echo lint-found-3-errors; exit 3"}]})
+    since = time.time()
     out = project.invoke("deploy", "--env", "test")
     assert out.returncode == 1
     assert "hook before_build" in out.stderr and "lint-found-3-errors" in out.stderr
     assert all(project.current(h) is None and not project.locked(h) for h in HOSTS)
+    assert_no_ssh_since(project.fleet, since)
 
 
 def test_remote_build_hook_is_refused(project: Project) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deployer.sandbox import Fleet
-from tests.integration.helpers import Project, break_on, make_project
+from tests.integration.helpers import Project, assert_no_ssh_since, break_on, make_project
 
 
 @pytest.fixture
@@ -88,6 +89,7 @@ def test_missing_webhook_variable_fails_before_connecting(project: Project) -> N
     import subprocess
     import sys
 
+    since = time.time()
     out = subprocess.run(
         [str(Path(sys.executable).with_name("invoke")), "deploy", "--env", "test"],
         cwd=project.root,
@@ -98,3 +100,4 @@ def test_missing_webhook_variable_fails_before_connecting(project: Project) -> N
     assert out.returncode == 2
     assert "DEPLOY_WEBHOOK_URL is not set" in out.stderr
     assert project.current("web1") is None
+    assert_no_ssh_since(project.fleet, since)

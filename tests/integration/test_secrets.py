@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deployer.sandbox import Fleet
-from tests.integration.helpers import APP_ROOT, Project, make_project
+from tests.integration.helpers import APP_ROOT, Project, assert_no_ssh_since, make_project
 
 HOSTS = ["web1", "web2"]
 
@@ -171,10 +172,12 @@ def test_a_failing_command_that_prints_the_secret_shows_it_masked(
 
 def test_secret_in_a_command_is_refused_before_connecting(project: Project) -> None:
     project.playbook(restart="./bin/restart --db-password {{ secrets.DB_PASSWORD }}")
+    since = time.time()
     refused = project.invoke("deploy", "--env", "test")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "restart: secrets cannot be used in commands" in refused.stderr
-    assert project.releases("web1") == []  # nothing connected, nothing staged
+    assert project.releases("web1") == []  # nothing staged ...
+    assert_no_ssh_since(project.fleet, since)  # ... and nothing connected
 
 
 def test_missing_secret_fails_with_the_variable_and_a_ci_hint(

@@ -414,7 +414,11 @@ def test_sigterm_finishes_requests_in_flight_and_stops_accepting(app_dir: Path, 
         answers: list[int] = []
         slow = threading.Thread(target=lambda: answers.append(get(base + "/health")[0]))
         slow.start()
-        time.sleep(0.3)  # the request is in the app, sleeping
+        started = app_dir / "SLOW_STARTED"  # the app's own signal: the request is in, sleeping
+        end = time.monotonic() + 5
+        while not started.exists():
+            assert time.monotonic() < end, "the slow request never reached the app"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         # No new connections once stopping, while the slow request is still being served.
         assert refuses_connections(port, within=0.4)
