@@ -107,6 +107,14 @@ def watch_fleet(
             return WatchResult(False, f"post-deploy watch: {before}")
     else:
         baseline = before
+        errors = "-" if before.error_rate is None else f"{before.error_rate:.1f}%"
+        bus.emit(
+            Notice(
+                level="info",
+                text=f"watch baseline ({watch.duration:g}s before the first switch, at"
+                f" {switched_at:.0f}): {before.samples} requests, errors {errors}",
+            )
+        )
     last = "inconclusive: the watch judged nothing"
     try:
         while (left := watch.duration - (time.time() - started)) > 0:

@@ -23,6 +23,9 @@ from tests.integration.nginx import Nginx
 from tests.integration.prometheus import PagesClient, Prometheus
 
 BAKE = 10
+# Traffic before a watched deploy: the watch's baseline is the fleet before the first switch,
+# which comes within a second of `invoke deploy` on an idle machine (delta upload).
+BASELINE_S = 5
 
 
 @pytest.fixture
@@ -264,6 +267,7 @@ def test_a_rolling_deploy_failing_20s_after_its_last_batch_is_rolled_back_by_the
     )
     (project.app / "ERROR_PATHS").write_text("/api/items\n/api/cart\n")
     (project.app / "ERROR_AFTER_S").write_text("20\n")
+    time.sleep(BASELINE_S)
     done = project.invoke("deploy", "--env", "test")
     print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -326,7 +330,7 @@ def test_a_blue_green_release_failing_after_the_switch_is_switched_back_by_the_w
     client = PagesClient(nginx.url, interval=0.01, max_seconds=180)
     with client:
         client.wait_for(50)
-        time.sleep(5)  # blue's baseline: a few seconds of real traffic before the switch
+        time.sleep(BASELINE_S)  # blue's baseline: real traffic before the switch
         done = project.invoke("deploy", "--env", "test")
     print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -357,6 +361,7 @@ def test_ctrl_c_during_the_watch_ends_it_and_keeps_the_new_release(
             "rules": {"min_samples": 20, "latency_floor_ms": 250},
         },
     )
+    time.sleep(BASELINE_S)
     invoke = Path(sys.executable).with_name("invoke")
     proc = subprocess.Popen(
         [str(invoke), "deploy", "--env", "test"],
@@ -373,7 +378,7 @@ def test_ctrl_c_during_the_watch_ends_it_and_keeps_the_new_release(
         if line.startswith("watch ") and ": ok" in line:  # the watch is running
             proc.send_signal(signal.SIGINT)
             break
-    rest, err = proc.communicate(timeout=120)
+    rest, err = proc.communicate(timeout=200)
     stdout = "".join(out) + rest
     assert proc.returncode == 0, stdout + err
     assert "watch ended by an interrupt after" in stdout and "stays on every host" in stdout
