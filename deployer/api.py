@@ -604,7 +604,12 @@ def status(loaded: Loaded, options: Options, *, health: bool = True) -> list[Hos
     bus = _bus(options, None)
     runner = _runner(loaded, options, bus)
     try:
-        rows = gather(runner, _read_only_plans(loaded), loaded.playbook.health if health else None)
+        rows = gather(
+            runner,
+            _read_only_plans(loaded),
+            loaded.playbook.health if health else None,
+            loaded.playbook.resources,
+        )
     finally:
         runner.close()
     bg = loaded.playbook.strategy.blue_green

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from deployer import phases
+from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed, PreflightError
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.facts import HostFacts
@@ -123,6 +124,7 @@ def deploy(
             )
         try:
             run_hooks(runner, target, "after_switch", idle_hosts)
+            switched_at = time.time()  # the watch's baseline: the live color until now
             switch_traffic(
                 traffic,
                 runner,
@@ -136,6 +138,7 @@ def deploy(
         except DeployerError:
             phases.revert(target, runner, state, bus, idle_hosts)
             raise
+        _watch(plan, traffic, target, runner, state, bus, idle, live, live_release, switched_at)
     except KeyboardInterrupt:
         phases.finish_failed(target, runner, state, bus, interrupted=True)
         release_locks(runner, others, plan.run_id)
@@ -183,6 +186,59 @@ def deploy(
     }
     phases.finished(bus, plan, started, releases, ok=True, extra=state.record)
     return releases
+
+
+def _watch(
+    plan: DeployPlan,
+    traffic: TrafficPlan,
+    target: DeployPlan,
+    runner: Runner,
+    state: DeployState,
+    bus: EventBus,
+    idle: str,
+    live: str | None,
+    live_release: str | None,
+    switched_at: float,
+) -> None:
+    """The post-deploy watch (playbook `watch:`) of the color now serving, judged against
+    the color that served before; a failing rule points traffic back in one step."""
+    watch = plan.playbook.watch
+    if watch is None:
+        return
+    serving = list(target.hosts)
+    before = [plan.host(n) for n in traffic.members[live]] if live else serving
+    result = watch_fleet(
+        plan,
+        runner,
+        watch,
+        hosts=serving,
+        baseline_hosts=before,
+        switched_at=switched_at,
+        previous=[live_release] if live_release else [],
+    )
+    if result.ok:
+        return
+    if live is None:
+        raise DeployFailed(
+            f"{result.reason}; no color served before (first deploy): {idle} keeps the traffic",
+            hint=phases.recovery_hint(plan),
+        )
+    switch_traffic(
+        traffic,
+        runner,
+        bus,
+        plan.run_id,
+        to=live,
+        release=live_release,
+        back=idle,
+        previous_release=plan.release_id,
+    )
+    phases.revert(target, runner, state, bus, serving)
+    raise DeployFailed(
+        f"{result.reason}; traffic switched back to {live} ({live_release or 'its release'})"
+        f" in one step; {idle} returned to its previous release where it had one",
+        hint=phases.recovery_hint(plan),
+    )
 
 
 def _color_release(

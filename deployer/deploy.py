@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from deployer import phases
-from deployer.canary import bake
+from deployer.analysis.step import analyze_step
+from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
 from deployer.history import rollback_target
@@ -83,7 +84,9 @@ def deploy(
         phases.stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
         phases.migrate(plan, runner, state, bus)
+        switched_at = time.time()  # the watch's baseline ends here
         _rollout(plan, runner, state, bus, Drainer(drain, runner, bus, plan.run_id))
+        _watch(plan, runner, state, bus, switched_at)
     except KeyboardInterrupt:
         if state.migrated_on:
             bus.emit(
@@ -211,6 +214,33 @@ def _rollout(
             time.sleep(strategy.pause)
 
 
+def _watch(
+    plan: DeployPlan, runner: Runner, state: DeployState, bus: EventBus, switched_at: float
+) -> None:
+    """The post-deploy watch (playbook `watch:`), lock still held: a failing rule returns
+    every host on the new release to its previous one, as an unhealthy batch does."""
+    watch = plan.playbook.watch
+    live = [hp for hp in plan.hosts if state.on.get(hp.name) == plan.release_id]
+    if watch is None or not live:
+        return
+    result = watch_fleet(
+        plan,
+        runner,
+        watch,
+        hosts=live,
+        switched_at=switched_at,
+        previous=sorted({p for hp in live if (p := state.previous.get(hp.name))}),
+    )
+    if result.ok:
+        return
+    phases.revert(plan, runner, state, bus, live)
+    raise DeployFailed(
+        f"{result.reason}; rolled back {len(live)} host(s) to their previous release",
+        hint=f"see the watch above (and in the run record); fix the release and re-run"
+        f" `invoke deploy --env {plan.env}`",
+    )
+
+
 def _switch_hook(
     plan: DeployPlan,
     runner: Runner,
@@ -270,23 +300,28 @@ def _bake(
             f" ({len(done)} host(s) on {plan.release_id})",
         )
     )
-    verdict = bake(
+    verdicts = analyze_step(
+        plan,
         runner,
-        plan.playbook.health,
         canary.analysis,
         step=index,
         steps=len(plan.batches),
         seconds=canary.bake,
         canary=done,
         baseline=baseline,
+        previous=sorted({p for h in done if (p := state.previous.get(h.name))}),
     )
     if runner.cancelled.is_set():
         raise KeyboardInterrupt
-    if verdict.promote:
+    failed = [v for v in verdicts if not v.promote]
+    if not failed:
         return
     _revert(plan, runner, state, bus, list(done), drainer)
+    reasons = "; ".join(
+        v.reason if v.source == "probe" else f"{v.source}: {v.reason}" for v in failed
+    )
     raise DeployFailed(
-        f"canary step {index}/{len(plan.batches)} {verdict.reason}; rolled back"
+        f"canary step {index}/{len(plan.batches)} {reasons}; rolled back"
         f" {len(done)} host(s) to their previous release",
         hint=f"see the canary analysis above (and in the run record); fix the release and"
         f" re-run `invoke deploy --env {plan.env}`",

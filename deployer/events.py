@@ -112,6 +112,25 @@ class CanaryAnalyzed(Event):
     rules: Sequence[CanaryRule]
     promote: bool
     reason: str
+    # Where the numbers come from: the deployer's own requests ("probe") or the app's real
+    # traffic as Prometheus counted it ("prometheus"; samples are then requests).
+    source: str = "probe"
+
+
+@dataclass(frozen=True)
+class WatchChecked(Event):
+    """One look of the post-deploy watch at the whole fleet's real traffic (Prometheus),
+    judged against the fleet's own numbers before the first switch."""
+
+    elapsed: float  # seconds since the watch started
+    duration: float  # how long the watch lasts
+    window: float  # seconds of traffic judged
+    fleet: CanaryGroup
+    baseline: CanaryGroup | None  # None: no numbers from before the switch
+    rules: Sequence[CanaryRule]
+    verdict: str  # ok | inconclusive | failed | error (Prometheus failing, see reason)
+    reason: str
+    final: bool = False  # the watch's last look: its verdict stands for the whole watch
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from deployer.delta import Baseline, parse_baseline
 from deployer.history import Record, parse_records
 from deployer.release import RELEASE_ID_RE
 from deployer.remote.scripts import MARK, STALE_FINISH
+from deployer.resources import HostResources, parse_resources
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class HostFacts:
     raw_current: str = field(default="", compare=False)
     manifest_digest: str | None = None  # sha256 of the current release's MANIFEST
     baseline: Baseline | None = None  # its files, when asked for (delta uploads)
+    resources: HostResources | None = None  # load, memory, disk, inodes, app processes
     foreign: tuple[tuple[str, str], ...] = ()  # (kind, name) in deploy_to we did not create
     unremovable: tuple[Unremovable, ...] = ()
     stale_lock: dict[str, Any] | None = None  # a recorded run's lock we took over
@@ -79,11 +81,16 @@ def parse_facts(output: str) -> HostFacts:
     """
     values: dict[str, str] = {}
     repeated: dict[str, list[str]] = {"foreign": [], "unremovable": []}
+    procs: list[str] = []  # the app's processes (`deployer.remote.resources`), one a line
     for line in output.splitlines():
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
             if key in repeated:
                 repeated[key].append(_decode(value.strip()))
+            elif key == "proc":
+                procs.append(value)
+            elif key in ("resources", "app"):
+                values.setdefault(key, value)
             else:
                 values.setdefault(key, value.strip())
     lock = values.get("lock", "")
@@ -136,6 +143,11 @@ def parse_facts(output: str) -> HostFacts:
         foreign=tuple(foreign),
         unremovable=tuple(unremovable),
         stale_lock=stale,
+        resources=(
+            parse_resources(values["resources"], values.get("app", "").strip() or None, procs)
+            if "resources" in values
+            else None
+        ),
     )
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from deployer.config.model import Health, Inventory
+from deployer.config.model import Health, Inventory, Resources
 from deployer.errors import DeployerError
 from deployer.facts import HostFacts, parse_facts
 from deployer.history import (
@@ -20,6 +20,7 @@ from deployer.history import (
 from deployer.plan import HostPlan
 from deployer.probe import probe_once
 from deployer.remote import scripts
+from deployer.resources import HostResources
 from deployer.runner import Runner
 
 
@@ -39,15 +40,27 @@ class HostStatus:
     color: str | None = None  # blue-green: this host's color (None: a load balancer)
     live_color: str | None = None  # blue-green: the live color its load balancer recorded
     foreign: tuple[str, ...] = ()  # entries in deploy_to this tool did not create ("kind name")
+    resources: HostResources | None = None  # load, memory, disk, inodes, the app's processes
 
 
-def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> list[HostStatus]:
-    """Ask every host (read-only); `health` None skips the health probe."""
+def gather(
+    runner: Runner,
+    hosts: Sequence[HostPlan],
+    health: Health | None,
+    resources: Resources | None = None,
+) -> list[HostStatus]:
+    """Ask every host (read-only); `health` None skips the health probe. `resources` says
+    where the app's processes are found."""
+    resources = resources or Resources()
 
     def one(hp: HostPlan) -> HostStatus:
-        facts: HostFacts = parse_facts(
-            runner.step(hp.host, scripts.prepare(hp.layout, lock_info=None)).output
+        script = scripts.prepare(
+            hp.layout,
+            lock_info=None,
+            pidfile=resources.pidfile,
+            systemd_unit=resources.systemd_unit,
         )
+        facts: HostFacts = parse_facts(runner.step(hp.host, script).output)
         healthy: bool | None = None
         detail = ""
         if health is not None and facts.current:
@@ -64,6 +77,7 @@ def gather(runner: Runner, hosts: Sequence[HostPlan], health: Health | None) -> 
             successful=tuple(release_stack(facts.history)),
             recorded_live=recorded_live_color(facts.history),
             foreign=tuple(f"{kind} {name}" for kind, name in facts.foreign),
+            resources=facts.resources,
         )
 
     results = runner.each(hosts, one)

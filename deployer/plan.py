@@ -227,7 +227,7 @@ def _plan_host(
     analysis_url = None
     if analysis and analysis.url:
         analysis_url = render(analysis.url, variables).strip()
-    elif analysis and not health.http:
+    elif analysis and analysis.probes and not health.http:
         raise ConfigError(
             "a canary needs a URL to sample: set strategy.canary.analysis.url or health.http",
             file=playbook.path,

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deployer.config.model import Health, Playbook
+from deployer.config.model import Health, Playbook, ResourceLimits
 from deployer.errors import ConfigError, DeployerError, LockHeldError, PreflightError
 from deployer.events import CheckItem, Checklist
 from deployer.facts import HostFacts, parse_facts
@@ -23,6 +23,7 @@ from deployer.plan import DeployPlan, HostPlan
 from deployer.probe import probe_once
 from deployer.release import Release
 from deployer.remote import scripts
+from deployer.resources import over_limits
 from deployer.runner import Runner
 from deployer.secrets import redact
 
@@ -31,6 +32,7 @@ PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 HOSTS, LOCK, DISK, CONFIG = "hosts", "lock", "disk", "config"
 SOURCE, MIGRATION, HEALTH, ROLLBACK, NOTIFY = "source", "migration", "health", "rollback", "notify"
 CLEANUP = "cleanup"
+RESOURCES = "resources"
 ALL_WARNINGS = "all-warnings"
 
 # name -> (what is checked, critical), in the order shown. A critical failure stops a deploy
@@ -45,6 +47,7 @@ ITEMS: dict[str, tuple[str, bool]] = {
     MIGRATION: ("migration command present in the release", False),
     HEALTH: ("fleet healthy now", False),
     ROLLBACK: ("rollback target on every host", False),
+    RESOURCES: ("hosts within their resource limits", False),
     CLEANUP: ("old releases removable by the deploy user", False),
     NOTIFY: ("notifications configured", False),
 }
@@ -89,6 +92,7 @@ class LocalFacts:
     notify_plain_http: bool = False  # ... an http:// one: token and messages unencrypted
     health_configured: bool = True
     cleanup_sudo: bool = False  # `cleanup: {sudo: true}`
+    resource_limits: ResourceLimits = ResourceLimits()  # playbook resources.warn
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,12 @@ def build_checklist(local: LocalFacts, fleet: FleetFacts | None) -> tuple[CheckI
     if fleet is None:
         why = "not checked: the configuration does not render (see config)"
         fleet_items = [_item(name, SKIP, why) for name in (HOSTS, LOCK, DISK)]
-        late = [_item(HEALTH, SKIP, why), _item(ROLLBACK, SKIP, why), _item(CLEANUP, SKIP, why)]
+        late = [
+            _item(HEALTH, SKIP, why),
+            _item(ROLLBACK, SKIP, why),
+            _item(RESOURCES, SKIP, why),
+            _item(CLEANUP, SKIP, why),
+        ]
     else:
         fleet_items = [
             check_hosts(local, fleet),
@@ -143,6 +152,7 @@ def build_checklist(local: LocalFacts, fleet: FleetFacts | None) -> tuple[CheckI
         late = [
             check_health(local, fleet),
             check_rollback(local, fleet),
+            check_resources(local, fleet),
             check_cleanup(local, fleet),
         ]
     items = [
@@ -412,6 +422,27 @@ def check_rollback(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
     return _item(ROLLBACK, PASS, f"a failed deploy returns {', '.join(targets)}")
 
 
+def check_resources(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
+    """A warning, never a failure: a busy or nearly full host can still take a release, but
+    the operator should know before it does (see `deployer.resources`)."""
+    reported = {n: f.resources for n, f in fleet.facts.items() if f.resources is not None}
+    if not reported:
+        return _item(RESOURCES, SKIP, "not checked: no host reported its resources")
+    over = [
+        f"{name}: {'; '.join(reasons)}"
+        for name, r in reported.items()
+        if (reasons := over_limits(r, local.resource_limits))
+    ]
+    if over:
+        remedy = (
+            "free disk or inodes under deploy_to (a lower keep_releases, old logs), or look at"
+            f" what loads the host: `invoke status --env {local.env}` shows each host's use;"
+            " the limits are the playbook's resources.warn"
+        )
+        return _item(RESOURCES, WARN, over, remedy)
+    return _item(RESOURCES, PASS, f"{len(reported)} host(s) within resources.warn limits")
+
+
 def check_cleanup(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
     """Releases (not live) holding a directory the deploy user cannot empty, typically files
     an app running as root wrote: pruning them would fail (a warning after the deploy)."""
@@ -562,6 +593,7 @@ def local_facts(
         notify_plain_http=notify_plain_http,
         health_configured=bool(playbook.health.http or playbook.health.command),
         cleanup_sudo=playbook.cleanup_sudo,
+        resource_limits=playbook.resources.warn,
     )
 
 

@@ -21,6 +21,7 @@ from deployer.flags.tasks import flags as flags_collection
 from deployer.history import Run
 from deployer.inspect import HostStatus
 from deployer.printable import printable
+from deployer.resources import describe as describe_resources
 from deployer.scaffold.tasks import init
 from deployer.taskkit import echo, handles_errors, options, project, require_env
 
@@ -206,6 +207,8 @@ def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
         )
         if r.foreign:  # reported, never deleted: not ours
             echo(f"{'':<{width}}  not created by this tool, left alone: {', '.join(r.foreign)}")
+        if r.resources is not None:
+            echo(f"{'':<{width}}  {describe_resources(r.resources)}")
 
 
 @task(help=_help("env", "limit", "accept_new_host_keys", "playbook"))

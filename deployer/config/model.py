@@ -136,6 +136,26 @@ class Health:
 
 
 @dataclass(frozen=True)
+class PrometheusSource:
+    """A Prometheus server the analysis asks for the app's real traffic numbers (see
+    deployer/analysis/). `queries` are PromQL templates (requests, errors, latency), already
+    checked for syntax and variables by the loader."""
+
+    url: str  # e.g. http://prometheus.internal:9090 (no trailing /api/v1)
+    queries: Mapping[str, str]  # requests | errors | latency -> PromQL template text
+    preset: str = "prometheus_client"  # which defaults filled the queries not given
+    instance_label: str = "instance"  # the label that names the host of each series
+    bearer_token_secret: str | None = None  # a playbook secret's name
+    basic_auth_user: str | None = None
+    basic_auth_password_secret: str | None = None  # a playbook secret's name
+    timeout: float = 5.0  # seconds per query
+    where: Location | None = None
+
+
+MetricsErrorPolicy = Literal["rollback", "pause", "ignore"]
+
+
+@dataclass(frozen=True)
 class Analysis:
     """How a canary is judged during its bake: both groups (canary hosts on the new release,
     baseline hosts still on the old one) are sampled at `interval`, and the rules below compare
@@ -153,6 +173,19 @@ class Analysis:
     # Latencies below this are treated as this in ratio rules, so a 1 ms vs 2 ms difference
     # (noise on a loopback or LAN) never fails a canary.
     latency_floor_ms: float = 20.0
+    # Real traffic from Prometheus, judged by the same rules; with it, the synthetic probe
+    # runs only when `synthetic: true` (None: on exactly when no metrics source is set).
+    metrics: PrometheusSource | None = None
+    synthetic: bool | None = None
+    # Prometheus unreachable or a query failing: roll back, wait for it (up to max_pause
+    # seconds, then roll back), or judge without it (never a silent promotion: a warning).
+    on_metrics_error: MetricsErrorPolicy = "rollback"
+    max_pause: float = 300.0
+
+    @property
+    def probes(self) -> bool:
+        """Whether the synthetic probe samples the hosts."""
+        return self.synthetic if self.synthetic is not None else self.metrics is None
 
 
 @dataclass(frozen=True)
@@ -290,6 +323,44 @@ HOOK_POINTS = (
 
 
 @dataclass(frozen=True)
+class ResourceLimits:
+    """Above these a host is warned about in the checklist (None: not checked)."""
+
+    # 1-minute load average / CPU count. Not checked unless set: a shared CI or build host
+    # often runs above 1 per CPU for minutes without anything being wrong with a deploy.
+    max_load_per_cpu: float | None = None
+    min_memory_available_percent: float | None = 5.0
+    min_disk_free_percent: float | None = 10.0  # of the filesystem under deploy_to
+    min_inodes_free_percent: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """`resources:` in the playbook: where `status` finds the app's processes (a pidfile,
+    relative to deploy_to unless absolute, or a systemd unit), and the checklist's limits."""
+
+    pidfile: str | None = None
+    systemd_unit: str | None = None
+    warn: ResourceLimits = ResourceLimits()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """After the last batch is healthy, keep the lock and watch the whole fleet's real traffic
+    for `duration` seconds, every `interval`, over the last `window` seconds; the baseline is
+    the fleet's own numbers over `duration` before the first switch. A failing rule rolls the
+    fleet back. `rules` carries the thresholds (url/via/interval/timeout are unused)."""
+
+    metrics: PrometheusSource
+    duration: float = 300.0
+    interval: float = 10.0
+    window: float = 60.0
+    rules: Analysis = Analysis()
+    on_metrics_error: MetricsErrorPolicy = "rollback"
+    max_pause: float = 300.0
+
+
+@dataclass(frozen=True)
 class Playbook:
     path: str
     application: str
@@ -308,6 +379,8 @@ class Playbook:
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)  # name -> source
     notify: Notify = Notify()
     preflight: Preflight = Preflight()
+    watch: Watch | None = None
+    resources: Resources = Resources()
     # `cleanup: {sudo: true}`: prune with `sudo -n rm` what the deploy user cannot delete
     cleanup_sudo: bool = False
     artifacts: ArtifactStore = ArtifactStore()

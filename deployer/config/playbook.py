@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 
 # A module reference, not its function: deployer.artifacts imports the config package too.
 from deployer.artifacts import settings as artifact_settings
+from deployer.config.metrics import ANALYSIS_KEYS, analysis_metrics, check_metric_secrets, watch
 from deployer.config.model import (
     HOOK_POINTS,
     Analysis,
@@ -29,6 +30,7 @@ from deployer.config.model import (
     Notify,
     Playbook,
     Preflight,
+    Resources,
     SecretSource,
     Shared,
     Source,
@@ -37,6 +39,7 @@ from deployer.config.model import (
     TemplateFile,
 )
 from deployer.config.render import check_template, check_template_file
+from deployer.config.resources import resources
 from deployer.config.yamlfile import Node, display_path, load_yaml, read_text
 from deployer.errors import ConfigError
 
@@ -61,6 +64,8 @@ _TOP_KEYS = (
     "preflight",
     "cleanup",
     "artifacts",
+    "watch",
+    "resources",
 )
 _APPLICATION = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PERCENT = re.compile(r"\s*(\d+)\s*%\s*")
@@ -96,10 +101,11 @@ def parse_playbook(text: str, path: str) -> Playbook:
     variables, secrets, notify = section("vars"), section("secrets"), section("notify")
     preflight, cleanup = section("preflight"), section("cleanup")
     artifacts = section("artifacts")
+    watch_section, resources_section = section("watch"), section("resources")
     shared_paths = _shared(shared) if shared else Shared()
     template_files = tuple(_template_file(item) for item in templates.items()) if templates else ()
     _check_template_dests(template_files, shared_paths)
-    return Playbook(
+    playbook = Playbook(
         path=path,
         application=application,
         deploy_to=deploy_to,
@@ -119,7 +125,11 @@ def parse_playbook(text: str, path: str) -> Playbook:
         preflight=_preflight(preflight) if preflight else Preflight(),
         cleanup_sudo=_cleanup_sudo(cleanup) if cleanup else False,
         artifacts=artifact_settings.parse_artifacts(artifacts) if artifacts else ArtifactStore(),
+        watch=watch(watch_section, _analysis) if watch_section else None,
+        resources=resources(resources_section) if resources_section else Resources(),
     )
+    check_metric_secrets(playbook)
+    return playbook
 
 
 def validate_templates_exist(playbook: Playbook, templates_dir: Path) -> None:
@@ -376,6 +386,7 @@ def _analysis(node: Node) -> Analysis:
         "max_p50_ratio",
         "max_p95_ratio",
         "latency_floor_ms",
+        *ANALYSIS_KEYS,
     )
     fields = node.mapping(keys)  # kept when empty: an empty rule means "do not check"
     defaults = Analysis()
@@ -411,6 +422,7 @@ def _analysis(node: Node) -> Analysis:
         max_p50_ratio=rule("max_p50_ratio", defaults.max_p50_ratio, minimum=1),
         max_p95_ratio=rule("max_p95_ratio", defaults.max_p95_ratio, minimum=1),
         latency_floor_ms=rule("latency_floor_ms", defaults.latency_floor_ms, minimum=0) or 0.0,
+        **analysis_metrics(fields),
     )
 
 

@@ -17,6 +17,7 @@ from deployer.events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    WatchChecked,
 )
 from deployer.reporters.jsonlines import event_dict
 from deployer.secrets import redact_event
@@ -65,6 +66,8 @@ class RunRecorder:
             rec["batches"].append(event_dict(event))
         elif isinstance(event, CanaryAnalyzed):  # why each step was promoted or stopped
             rec.setdefault("canary", []).append(event_dict(event))
+        elif isinstance(event, WatchChecked):  # each look of the post-deploy watch
+            rec.setdefault("watch", []).append(event_dict(event))
         elif isinstance(event, Notice):
             rec["notices"].append({"level": event.level, "text": event.text})
         elif isinstance(event, RunFinished):

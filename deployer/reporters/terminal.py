@@ -19,6 +19,7 @@ from deployer.events import (
     StepFinished,
     StepStarted,
     UploadProgress,
+    WatchChecked,
 )
 from deployer.printable import printable_event
 from deployer.secrets import redact_event
@@ -68,18 +69,57 @@ def _canary(event: CanaryAnalyzed) -> list[str]:
     rows = [
         ("", "canary", "baseline", "", ""),
         ("hosts", str(len(event.canary.hosts)), str(len(base.hosts)) if base else "-", "", ""),
-        ("samples", str(event.canary.samples), str(base.samples) if base else "-", "", ""),
+        (
+            "requests" if event.source == "prometheus" else "samples",
+            str(event.canary.samples),
+            str(base.samples) if base else "-",
+            "",
+            "",
+        ),
     ]
     for rule in event.rules:
         mark = {True: "ok", False: "FAIL", None: "skipped"}[rule.ok]
         rows.append((rule.name, rule.canary, rule.baseline, mark, rule.limit))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = [f"canary analysis, step {event.step}/{event.steps} ({event.bake:g}s bake):"]
+    source = "" if event.source == "probe" else f", {event.source}"
+    out = [f"canary analysis, step {event.step}/{event.steps} ({event.bake:g}s bake{source}):"]
     out += [
         f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:<{w[3]}}  {r[4]}".rstrip()
         for r in rows
     ]
     out.append(f"  -> {'promote' if event.promote else 'roll back'}: {event.reason}")
+    return out
+
+
+def _watch(event: WatchChecked) -> list[str]:
+    """One line per look; the last look (or a failing one) as a table like the canary's."""
+    at = f"watch {event.elapsed:.0f}s/{event.duration:g}s"
+    fleet, base = event.fleet, event.baseline
+    if event.verdict == "error":
+        return [f"{at}: {event.reason}"]
+    p95 = "-" if fleet.p95_ms is None else f"{fleet.p95_ms:.0f} ms"
+    errors = "-" if fleet.error_rate is None else f"{fleet.error_rate:.1f}%"
+    line = (
+        f"{at} (last {event.window:g}s): {fleet.samples} requests, errors {errors},"
+        f" p95 {p95}: {event.verdict}"
+    )
+    if not event.final:
+        return [line]
+    rows = [
+        ("", "fleet", "before", "", ""),
+        ("hosts", str(len(fleet.hosts)), str(len(base.hosts)) if base else "-", "", ""),
+        ("requests", str(fleet.samples), str(base.samples) if base else "-", "", ""),
+    ]
+    for rule in event.rules:
+        mark = {True: "ok", False: "FAIL", None: "skipped"}[rule.ok]
+        rows.append((rule.name, rule.canary, rule.baseline, mark, rule.limit))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    out = [line]
+    out += [
+        f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:<{w[3]}}  {r[4]}".rstrip()
+        for r in rows
+    ]
+    out.append(f"  -> {'roll back' if event.verdict == 'failed' else 'keep'}: {event.reason}")
     return out
 
 
@@ -166,6 +206,8 @@ class TerminalReporter:
             return ["\n".join(_canary(event))]
         elif isinstance(event, Notice):
             return [f"{event.level.upper()}: {event.text}"]
+        elif isinstance(event, WatchChecked):
+            return _watch(event)
         elif isinstance(event, RunFinished):
             verdict = "finished" if event.ok else "FAILED"
             return [f"{event.action} {verdict} in {event.duration:.1f}s"] + [

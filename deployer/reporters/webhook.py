@@ -25,7 +25,14 @@ from typing import IO, Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from deployer.errors import ConfigError
-from deployer.events import BatchFinished, BatchStarted, Event, RunFinished, RunStarted
+from deployer.events import (
+    BatchFinished,
+    BatchStarted,
+    Event,
+    RunFinished,
+    RunStarted,
+    WatchChecked,
+)
 from deployer.runner import operator
 from deployer.secrets import mask, redact_event
 
@@ -123,6 +130,14 @@ class WebhookReporter:
             run.switched.extend(event.hosts)
         elif isinstance(event, BatchFinished) and run is not None and run.action == "deploy":
             return self._batch_failed(run, event)
+        elif isinstance(event, WatchChecked) and run is not None and event.verdict == "failed":
+            text = f"post-deploy watch {event.reason} at {event.elapsed:.0f}s; rolling back"
+            rules = [
+                {"rule": r.name, "fleet": r.canary, "before": r.baseline, "limit": r.limit}
+                for r in event.rules
+                if r.ok is False
+            ]
+            return self._message("rollback", run, text, hosts=run.hosts, ok=False, watch=rules)
         elif isinstance(event, RunFinished):
             self._run = None
             if run is None or run.run_id != event.run_id:

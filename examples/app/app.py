@@ -6,6 +6,10 @@ GET /        records a visit and shows the release, environment and visit count;
 POST /orders a write: stores the order (the request body) in the database and answers with
              its id and the body's sha256; `?ms=N` takes N ms, answering the first half of
              the body at N/2 ms (a slow request in flight, for zero-downtime tests).
+GET /api/items, /api/cart   small JSON pages (more endpoints for traffic to spread over)
+GET /metrics the Prometheus exposition of the counters below, written by the vendored
+             prometheus_client library (third_party/): requests by method, path and status,
+             and a latency histogram under two common naming schemes.
 It must never write inside its release directory (releases are read-only on the hosts).
 """
 
@@ -30,10 +34,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 sys.dont_write_bytecode = True  # releases are read-only: never write __pycache__ there
+sys.path.insert(0, str(Path(__file__).resolve().parent / "third_party"))  # prometheus_client
 
 import flags_runtime  # noqa: E402  (a copy of deployer/flags/runtime.py: hosts lack the deployer)
 import migrate  # noqa: E402
 import settings  # noqa: E402
+from prometheus_client import (  # noqa: E402
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 REQUIRED_SCHEMA = 2  # this release needs migrations up to 002 (SCHEMA says so too)
 APP_DIR = settings.APP_DIR
@@ -43,6 +55,10 @@ SLOW_STARTED = APP_DIR / "SLOW_STARTED"  # ... touched as a slowed request start
 WARMUP_S = APP_DIR / "WARMUP_S"  # test hook: /health answers 503 for this long after start
 FLAPPING = APP_DIR / "FLAPPING"  # test hook: /health alternates 200 and 500
 ERROR_PERCENT = APP_DIR / "ERROR_PERCENT"  # test hook: this share of other pages answers 500
+# Test hooks: paths (one a line) that answer 500, from ERROR_AFTER_S seconds after start (0).
+ERROR_PATHS = APP_DIR / "ERROR_PATHS"
+ERROR_AFTER_S = APP_DIR / "ERROR_AFTER_S"
+PAGES = ("/", "/health", "/api/items", "/api/cart")  # the `path` label: these, else "other"
 
 
 def release_version() -> str:
@@ -93,6 +109,14 @@ class App:
         self.error_percent = min(100.0, _number(ERROR_PERCENT))
         self._probes = itertools.count()
         self._pages = itertools.count()
+        text = _read_optional(ERROR_PATHS) or ""
+        self.error_paths = {line.strip() for line in text.splitlines() if line.strip()}
+        self.error_after = _number(ERROR_AFTER_S)
+        self.metrics = Metrics()
+
+    def failing(self, path: str) -> bool:
+        """ERROR_PATHS lists this path and ERROR_AFTER_S has passed since start."""
+        return path in self.error_paths and time.monotonic() - self.started >= self.error_after
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -184,30 +208,77 @@ class App:
         return flags_runtime.is_enabled(name, user, path=self.config.flags_file)
 
 
+class Metrics:
+    """What /metrics exposes. The latency histogram is kept under two names: the one
+    prometheus_client users commonly write (`http_request_duration_seconds`, with a
+    `http_requests_total` counter) and OpenTelemetry's semantic-convention name as its
+    Prometheus exporter writes it, so the deployer's default queries for both are tested."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests answered",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.otel = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests (OpenTelemetry naming)",
+            ["http_request_method", "http_route", "http_response_status_code"],
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
+        path = path if path in PAGES else "other"
+        self.requests.labels(method, path, str(status)).inc()
+        self.latency.labels(method, path, str(status)).observe(seconds)
+        self.otel.labels(method, path, str(status)).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "sample-app"
     timeout = 10  # an idle client connection cannot hold up a graceful stop for longer
     app: App  # set on the subclass made by serve()
 
     def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        if path == "/metrics":  # not counted itself: scrapes are no traffic
+            self._send(200, self.app.metrics.exposition(), CONTENT_TYPE_LATEST)
+            return
+        started = time.monotonic()
         delay = slow_ms()
         if delay:
             with contextlib.suppress(OSError):  # a release is read-only: only tests see it
                 SLOW_STARTED.touch()
             time.sleep(delay / 1000)
-        url = urlsplit(self.path)
-        path = url.path
-        if path == "/health":
+        if self.app.failing(path):
+            status, body = 500, {"error": f"ERROR_PATHS: {path} fails", "version": self.app.version}
+        elif path == "/health":
             status, body = self.app.health()
         elif path == "/":
             user = parse_qs(url.query).get("user", [None])[0]
             status, body = self.app.index(path, self.client_address[0], user)
+        elif path in ("/api/items", "/api/cart"):
+            status, body = 200, {"path": path, "items": [], "version": self.app.version}
         else:
             status, body = 404, {"error": f"no such page: {path}"}
         self._answer(status, body)
+        self.app.metrics.observe("GET", path, status, time.monotonic() - started)
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
+        started = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
         payload = self.rfile.read(length) if length > 0 else b""
         try:
@@ -220,22 +291,25 @@ class Handler(BaseHTTPRequestHandler):
             return
         status, body = self.app.order(payload, self.client_address[0])
         self._answer(status, body, pause=ms / 1000)
+        self.app.metrics.observe("POST", url.path, status, time.monotonic() - started)
 
     def _answer(self, status: int, body: dict[str, Any], pause: float = 0.0) -> None:
         """Send a JSON answer. With `pause`, half of it is spent before the headers and half
         between the two halves of the body, so the request is in flight all along."""
-        data = (json.dumps(body) + "\n").encode()
         if pause:
             time.sleep(pause / 2)
+        self._send(status, (json.dumps(body) + "\n").encode(), "application/json", pause / 2)
+
+    def _send(self, status: int, data: bytes, content_type: str, pause: float = 0.0) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if pause:
             half = len(data) // 2
             self.wfile.write(data[:half])
             self.wfile.flush()
-            time.sleep(pause / 2)
+            time.sleep(pause)
             data = data[half:]
         self.wfile.write(data)
 

@@ -312,7 +312,7 @@ def test_unknown_top_level_key_lists_the_allowed_ones(project: Path) -> None:
     assert error.message == (
         "playbooks/deploy.yml:4: keep_release: unknown key (allowed: application, deploy_to, "
         "keep_releases, source, shared, templates, migrate, restart, health, strategy, hooks, "
-        "connection, vars, secrets, notify, preflight, cleanup, artifacts)"
+        "connection, vars, secrets, notify, preflight, cleanup, artifacts, watch, resources)"
     )
     assert error.hint == "did you mean 'keep_releases'?"
 

@@ -458,3 +458,44 @@ def test_slow_order_is_in_flight_for_its_whole_duration(served: str) -> None:
     status, body = post(served + "/orders?ms=600", b"slow")
     assert status == 200 and body["bytes"] == 4
     assert time.monotonic() - started >= 0.6
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def test_metrics_count_requests_by_path_and_status_in_the_exposition_format(
+    app_dir: Path, db: Path
+) -> None:
+    """Written by the vendored prometheus_client, parsed back here by the same library."""
+    sys.path.insert(0, str(app_dir / "third_party"))
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    finally:
+        sys.path.pop(0)
+    (app_dir / "ERROR_PATHS").write_text("/api/cart\n")
+    migrate(app_dir, "--database", str(db))
+    with running_app(app_dir, "--database", str(db)) as base:
+        for path in ("/", "/api/items", "/api/cart", "/api/cart", "/health"):
+            get(base + path)
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain; version=")
+            text = resp.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def count(path: str, status: str) -> float:
+        labels = (("method", "GET"), ("path", path), ("status", status))
+        return samples.get(("http_requests_total", labels), 0.0)
+
+    assert count("/", "200") == 1 and count("/api/items", "200") == 1
+    assert count("/api/cart", "500") == 2 and count("/health", "200") >= 1  # + the start wait
+    assert count("/metrics", "200") == 0  # scrapes are not traffic
+    otel = (
+        ("http_request_method", "GET"),
+        ("http_response_status_code", "500"),
+        ("http_route", "/api/cart"),
+    )
+    assert samples[("http_server_request_duration_seconds_count", otel)] == 2

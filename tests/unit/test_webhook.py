@@ -333,3 +333,32 @@ def test_the_url_is_never_shown() -> None:
         with pytest.raises(ConfigError) as info:
             WebhookReporter(bad)
         assert "s3cr3t" not in str(info.value) and "slack" not in str(info.value)
+
+
+def test_a_failing_post_deploy_watch_is_posted_with_its_failed_rules(receiver: Receiver) -> None:
+    from deployer.events import CanaryGroup, CanaryRule, WatchChecked
+
+    stream = io.StringIO()
+    hook = reporter(receiver.url, stream)
+    fleet = CanaryGroup(("web1", "web2", "web3"), 352, 92, 26.1, 4.0, 9.0)
+    rules = [
+        CanaryRule("error rate vs baseline", "26.1%", "0.0%", "<= baseline + 1 pt (1.0%)", False),
+        CanaryRule("p95 latency", "9 ms", "8 ms", "<= 1.5 x baseline (30 ms)", True),
+    ]
+    ok = WatchChecked(3.0, 45, 3, fleet, fleet, rules[1:], "ok", "passed")
+    failed = WatchChecked(21.2, 45, 6, fleet, fleet, rules, "failed", "failed: error rate", True)
+    run(hook, [started(), ok, failed])
+    assert hook.close(timeout=5)
+    _, rollback = receiver.payloads  # the passing look is not posted
+    assert rollback["text"] == (
+        "deploy R2 → production: post-deploy watch failed: error rate at 21s; rolling back"
+    )
+    assert rollback["deployer"]["event"] == "rollback" and rollback["deployer"]["ok"] is False
+    assert rollback["deployer"]["watch"] == [
+        {
+            "rule": "error rate vs baseline",
+            "fleet": "26.1%",
+            "before": "0.0%",
+            "limit": "<= baseline + 1 pt (1.0%)",
+        }
+    ]

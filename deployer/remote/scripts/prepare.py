@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
+from deployer.remote.resources import resource_lines
 from deployer.remote.scripts.common import (
     _OWN_LINK,
     EXIT_LOCK_HELD,
@@ -24,10 +25,13 @@ def prepare(
     baseline: bool = False,
     takeover: str | None = None,
     history_lines: int = 500,
+    pidfile: str | None = None,
+    systemd_unit: str | None = None,
 ) -> Script:
     """Create the layout, take the lock (when `lock_info` is given) and report the host's facts.
     With `baseline`, also the current release's MANIFEST and file modes, so the next upload
-    can send only what changed (see `deployer.delta`).
+    can send only what changed (see `deployer.delta`). The host's resource use is reported
+    too; the app's processes only when `pidfile` or `systemd_unit` says where to find them.
 
     Output: one `@@<key> <value>` line per fact, parsed by `deployer.facts.parse_facts`.
     Whatever the host's files hold (its MANIFEST, history, lock info, release names, the
@@ -105,6 +109,7 @@ def prepare(
             f"df_dir={q(layout.root)}",
             'while [ ! -d "$df_dir" ]; do df_dir=$(dirname "$df_dir"); done',
             f'echo {q(MARK + "df")} "$(df -Pk "$df_dir" 2>/dev/null | {FREE_KB})"',
+            resource_lines(MARK, layout.root, pidfile=pidfile, systemd_unit=systemd_unit),
             f"echo {q(MARK + 'end')}",
         ),
     )
