@@ -171,7 +171,7 @@ def test_ini_groups_named_but_never_declared_are_errors_as_in_ansible(
         ("web[8:10]:2222", ["web8", "web9", "web10"], 2222),
         ("[fe80::1]:2222", ["fe80::1"], 2222),
         ("fe80::1", ["fe80::1"], None),
-        ("10.0.0.[1:2]", ["10.0.0.1", "10.0.0.2"], None),
+        ("127.0.0.[1:2]", ["127.0.0.1", "127.0.0.2"], None),
     ],
 )
 def test_host_patterns(pattern: str, names: list[str], port: int | None) -> None:
