@@ -15,6 +15,7 @@ from deployer.config.model import (
     Health,
     HttpCheck,
     Inventory,
+    LoadBalancer,
     Location,
     Playbook,
     Template,
@@ -165,19 +166,14 @@ def _base(plan: DeployPlan) -> dict[str, Any]:
     return {"release_id": plan.release_id, "env": plan.env, "deploy_env": plan.env}
 
 
-def _plan_lb(
-    plan: DeployPlan,
-    bg: BlueGreen,
-    hp: HostPlan,
-    members: Mapping[str, tuple[str, ...]],
-    inventory: Inventory,
-    templates_dir: Path,
-) -> LbPlan:
-    playbook = plan.playbook
-    lb = bg.load_balancer
+def lb_variables_and_dest(
+    plan: DeployPlan, lb: LoadBalancer, hp: HostPlan, inventory: Inventory
+) -> tuple[dict[str, Any], str]:
+    """A load balancer host's template variables and its rendered, checked config path: the
+    same for blue-green's traffic switch and rolling/canary drain."""
     assert lb.dest is not None and lb.reload is not None  # required by the loader
     variables = {
-        **host_variables(hp.host, playbook, _base(plan), inventory=inventory),
+        **host_variables(hp.host, plan.playbook, _base(plan), inventory=inventory),
         "deploy_to": hp.layout.root,
     }
     dest = render(lb.dest, variables).strip()
@@ -188,6 +184,21 @@ def _plan_lb(
             line=lb.dest.where.line,
             key_path=lb.dest.where.key_path,
         )
+    return variables, dest
+
+
+def _plan_lb(
+    plan: DeployPlan,
+    bg: BlueGreen,
+    hp: HostPlan,
+    members: Mapping[str, tuple[str, ...]],
+    inventory: Inventory,
+    templates_dir: Path,
+) -> LbPlan:
+    playbook = plan.playbook
+    lb = bg.load_balancer
+    assert lb.reload is not None  # required by the loader
+    variables, dest = lb_variables_and_dest(plan, lb, hp, inventory)
     configs = {
         color: render_file(
             templates_dir / lb.template,

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from deployer.config.model import Drain, Health, HttpCheck, Inventory, Location
-from deployer.config.render import host_variables, render, render_file
+from deployer.config.render import render, render_file
 from deployer.errors import ConfigError
 from deployer.plan import DeployPlan, HostPlan, canary_batches, compute_batches
 from deployer.remote import drain as drain_scripts
 
 # Shared with blue-green's planning until the strategies move into this package.
-from deployer.traffic import _base, _lb_hosts, _upstream_host
+from deployer.traffic import _lb_hosts, _upstream_host, lb_variables_and_dest
 
 
 @dataclass(frozen=True)
@@ -166,19 +166,8 @@ def _plan_lb(
 ) -> DrainLb:
     playbook = apps.playbook
     lb = drain.load_balancer
-    assert lb.dest is not None and lb.reload is not None  # required by the loader
-    variables = {
-        **host_variables(hp.host, playbook, _base(apps), inventory=inventory),
-        "deploy_to": hp.layout.root,
-    }
-    dest = render(lb.dest, variables).strip()
-    if not dest.startswith("/") or ".." in dest.split("/") or dest.endswith("/"):
-        raise ConfigError(
-            f"must be an absolute file path without '..', got {dest!r} for host {hp.name}",
-            file=lb.dest.where.file,
-            line=lb.dest.where.line,
-            key_path=lb.dest.where.key_path,
-        )
+    assert lb.reload is not None  # required by the loader
+    variables, dest = lb_variables_and_dest(apps, lb, hp, inventory)
     upstream = [_upstream_host(h, playbook, apps, inventory, lb.template) for h in apps.hosts]
     template = templates_dir / lb.template
     cache: dict[frozenset[str], bytes] = {}
