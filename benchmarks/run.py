@@ -4,7 +4,7 @@ sandbox fleet, side by side in one run. Usage (from the repository root):
     bash benchmarks/run            # full: 5, 10, 20, 40 hosts, 3 runs each -> benchmarks/RESULTS.md
     bash benchmarks/run --quick    # 5 and 20 hosts, 1 run -> benchmarks/work/RESULTS-quick.md
 
-Fleet hosts use 127.0.0.101.. (never addresses the tests use) and are removed at the end,
+Fleet hosts use 127.0.1.1.. (`--network`; never addresses the tests use) and are removed at the end,
 also on failure or Ctrl-C.
 """
 
@@ -47,7 +47,6 @@ from deployer.sandbox.fleet import Fleet, start_fleet
 
 HERE = Path(__file__).resolve().parent
 FLEET = "benchmark"
-FIRST_ADDRESS = 101  # 127.0.0.101 .. 127.0.0.140: a block no test uses
 PORT = 2222
 STREAM_MB = 40
 
@@ -452,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026, help="release tree seed")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument(
+        "--network",
+        default="127.0.1",
+        help="first three octets of the hosts' loopback addresses (default 127.0.1: .1, .2, ...)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         help="markdown report (default benchmarks/RESULTS.md; --quick: work/RESULTS-quick.md)",
@@ -468,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         work / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md"
     )
     wanted_tools = args.tools.split(",")
+    if not args.network.startswith("127.") or args.network.count(".") != 2:
+        parser.error("--network must be three octets inside 127.0.0.0/8, e.g. 127.0.1")
+    fleet_name = f"{FLEET}-{args.network.replace('.', '-')}"
     if not (PEERS_BIN / "ansible-playbook").exists() or not (PEERS_BIN / "pyinfra").exists():
         _say(f"the peers' environment is missing ({PEERS_BIN.parent}): run `bash benchmarks/run`")
         return 2
@@ -482,9 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     become_subreaper()
 
-    hosts = [
-        Host(f"bench{i:02d}", f"127.0.0.{FIRST_ADDRESS + i - 1}") for i in range(1, max(sizes) + 1)
-    ]
+    hosts = [Host(f"bench{i:02d}", f"{args.network}.{i}") for i in range(1, max(sizes) + 1)]
     started = time.monotonic()
     (work / "ours").mkdir(exist_ok=True)
     info = tree.generate(work / "ours" / "app", args.seed)
@@ -508,17 +513,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [],
     }
-    _say(
-        f"starting {len(hosts)} sandbox hosts on 127.0.0.{FIRST_ADDRESS}"
-        f"-127.0.0.{FIRST_ADDRESS + len(hosts) - 1} ..."
-    )
+    _say(f"starting {len(hosts)} sandbox hosts on {hosts[0].address}-{hosts[-1].address} ...")
     t0 = time.monotonic()
     # /srv, where every tool deploys, is a tmpfs in each host: this machine's root filesystem
     # is ext4 without a journal, where creating files within ~30 s of deleting many (the reset
     # before every run) scans the recently freed inodes one by one, which made whichever tool
     # unpacked soonest after a reset up to 3x slower. A real host has its own journaled disk.
     fleet = start_fleet(
-        FLEET,
+        fleet_name,
         [(h.name, h.address) for h in hosts],
         work / "fleet",
         port=PORT,
@@ -580,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         fleet.down()
-        _say(f"fleet {FLEET} removed")
+        _say(f"fleet {fleet_name} removed")
     return 0
 
 

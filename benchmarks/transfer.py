@@ -212,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [],
     }
     _say(f"starting {len(hosts)} hosts on {hosts[0].address}.. and the store on {store}")
+    fleet_name = f"{FLEET}-{args.network.replace('.', '-')}"
+    addresses = [(h.name, h.address) for h in hosts]
     fleet = start_fleet(
-        FLEET, [(h.name, h.address) for h in hosts], work / "fleet", port=PORT, timeout=300,
-        tmpfs=["/srv"],
-    )  # fmt: skip
+        fleet_name, addresses, work / "fleet", port=PORT, timeout=300, tmpfs=["/srv"]
+    )
     server = None
     try:
         server = _start_store(store)
