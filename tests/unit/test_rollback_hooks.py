@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from deployer import bluegreen
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.errors import DeployFailed
 from deployer.events import EventBus
@@ -20,6 +19,7 @@ from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.rollback import rollback
 from deployer.runner import Runner
+from deployer.strategies.bluegreen import deploy as bluegreen
 from deployer.traffic import plan_traffic
 from tests.unit.test_blue_green import INVENTORY as BG_INVENTORY
 from tests.unit.test_blue_green import PLAYBOOK as BG_PLAYBOOK
