@@ -57,7 +57,7 @@ from deployer.rollback import rollback as run_rollback
 from deployer.runner import Runner, new_run_id, utc_now
 from deployer.secrets import Secret, mask, resolve_secrets
 from deployer.strategies.bluegreen.deploy import deploy as run_blue_green
-from deployer.strategies.bluegreen.deploy import rollback as run_blue_green_rollback
+from deployer.strategies.bluegreen.rollback import rollback as run_blue_green_rollback
 from deployer.strategies.drain import DrainPlan, describe_drain, plan_drain
 from deployer.traffic import TrafficPlan, plan_traffic
 

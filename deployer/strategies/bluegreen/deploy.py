@@ -1,37 +1,32 @@
-"""The blue-green flows. Deploy: lock both colors and the load balancer(s), read the live
-color from the load balancer's history, deploy the idle color with the deploy machinery
-(stage, migrate once, switch + health-check all of it), then switch traffic on the load
-balancer; any failure before the switch leaves traffic where it was and returns the idle
-hosts to their previous release. Rollback: switch traffic back to the other color, whose
-hosts still run the previous release, once they prove healthy (`before_rollback` hooks run on
-that color first and can stop it; `after_rollback` runs after, best effort). Emits events;
-never prints."""
+"""The blue-green deploy: lock both colors and the load balancer(s), read the live color from
+the load balancer's history, deploy the idle color with the deploy machinery (stage, migrate
+once, switch + health-check all of it), then switch traffic on the load balancer (`switch`);
+any failure before the switch leaves traffic where it was and returns the idle hosts to their
+previous release. With `watch:`, a failing watch points traffic back. Emits events; never
+prints."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 
 from deployer import phases
 from deployer.analysis.watch import watch_fleet
-from deployer.errors import DeployerError, DeployFailed, PreflightError
+from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
-from deployer.facts import HostFacts
 from deployer.finishing import finish_hosts
-from deployer.history import Record, release_stack, releases_to_prune, rollback_target
-from deployer.hooks import rollback_hosts, run_hooks
-from deployer.locking import acquire_locks, lock_fleet, release_locks
+from deployer.history import Record, releases_to_prune, rollback_target
+from deployer.hooks import run_hooks
+from deployer.locking import lock_fleet, release_locks
 from deployer.phases import DeployState, opening
 from deployer.plan import DeployPlan, HostPlan
 from deployer.preflight import Checks
-from deployer.probe import check_host
 from deployer.release import Release
 from deployer.remote import scripts
 from deployer.remote.shell import Script
-from deployer.remote.transport import Result
-from deployer.runner import Runner, failures, operator, utc_now
-from deployer.traffic import TRAFFIC, LbPlan, TrafficPlan, color_plan, live_color
+from deployer.runner import Runner
+from deployer.strategies.bluegreen.switch import color_release, switch_traffic, traffic_record
+from deployer.traffic import TrafficPlan, color_plan, live_color
 
 
 def deploy(
@@ -73,7 +68,7 @@ def deploy(
     target = color_plan(plan, traffic, idle)
     idle_hosts = list(target.hosts)
     others = [hp for hp in hosts if hp.name not in traffic.members[idle]]
-    live_release = _color_release(traffic, live, state.facts) if live else None
+    live_release = color_release(traffic, live, state.facts) if live else None
     state.on = {n: state.facts[n].current for n in traffic.members[idle]}
     state.previous = {
         name: rollback_target(f.history, f.current) if f.current == plan.release_id else f.current
@@ -241,103 +236,6 @@ def _watch(
     )
 
 
-def _color_release(
-    traffic: TrafficPlan, color: str | None, facts: dict[str, HostFacts]
-) -> str | None:
-    if color is None:
-        return None
-    found = {facts[n].current for n in traffic.members[color] if n in facts}
-    return found.pop() if len(found) == 1 else None
-
-
-def _traffic_record(run_id: str, color: str, release: str | None, previous: str | None) -> Record:
-    return Record(
-        time=utc_now(),
-        user=operator(),
-        release=release or "",
-        action=TRAFFIC,
-        result="success",
-        run_id=run_id,
-        previous=previous,
-        color=color,
-    )
-
-
-def switch_traffic(
-    traffic: TrafficPlan,
-    runner: Runner,
-    bus: EventBus,
-    run_id: str,
-    *,
-    to: str,
-    release: str | None,
-    back: str | None,
-    previous_release: str | None = None,
-) -> None:
-    """Point every load balancer at color `to`, one at a time. When one fails, those
-    already switched are pointed back at `back` (best effort) and DeployFailed is raised."""
-    record = _traffic_record(run_id, to, release, previous_release).to_json()
-    done: list[str] = []
-    for lb in traffic.lbs:
-        script = lb.switch_script(run_id, to, release, record)
-        failed: DeployerError | None = None
-        outcome = _run_on(runner, lb.hp, script)
-        if isinstance(outcome, DeployerError):
-            failed = outcome
-            what = "the load balancer keeps its previous config"
-        else:
-            done.append(lb.name)
-            failed = _verify(runner, lb, release)
-            what = f"it was switched but does not serve {release}"
-        if failed is not None:
-            _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
-            where = f"; {', '.join(done)} pointed back at {back}" if done and back else ""
-            raise DeployFailed(
-                f"switching traffic to {to} failed on {lb.name}: {what}{where}",
-                failures=[failed],
-                hint=f"fix the load balancer config or template, then re-run the deploy"
-                f" (look at {lb.dest} and its validate command on {lb.name})",
-            )
-        bus.emit(Notice(level="info", text=f"{lb.name}: traffic now goes to {to}"))
-
-
-def _verify(runner: Runner, lb: LbPlan, release: str | None) -> None | DeployerError:
-    """After a reload: ask the load balancer itself until the new release answers (a reload
-    is a signal; old workers may accept for a moment more)."""
-    if lb.verify is None:
-        return None
-    hp, health = lb.verify
-    expect = release if health.http and health.http.expect_version else None
-    outcome = runner.each([hp], lambda h: check_host(runner, health, h, expect))[hp.name]
-    return outcome if isinstance(outcome, DeployerError) else None
-
-
-def _run_on(runner: Runner, hp: HostPlan, script: Script) -> Result | DeployerError:
-    # Through `each`, so that Ctrl-C waits for a load balancer switch in flight.
-    return runner.each([hp], lambda h: runner.step(h.host, script))[hp.name]
-
-
-def _switch_back(
-    traffic: TrafficPlan,
-    runner: Runner,
-    bus: EventBus,
-    run_id: str,
-    done: Sequence[str],
-    back: str | None,
-    release: str | None,
-) -> None:
-    if not done or back is None:
-        return
-    record = _traffic_record(run_id, back, release, None).to_json()
-    for lb in traffic.lbs:
-        if lb.name not in done:
-            continue
-        script = lb.switch_script(run_id, back, release, record)
-        outcome = _run_on(runner, lb.hp, script)
-        if isinstance(outcome, DeployerError):
-            bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {outcome}"))
-
-
 def _finish_switched(
     plan: DeployPlan,
     traffic: TrafficPlan,
@@ -351,7 +249,7 @@ def _finish_switched(
     color) and prunes; every app host records the traffic switch; load balancers recorded
     theirs while switching and are only unlocked."""
     keep = plan.playbook.keep_releases
-    switched = _traffic_record(plan.run_id, live, plan.release_id, previous_release)
+    switched = traffic_record(plan.run_id, live, plan.release_id, previous_release)
 
     def script(hp: HostPlan) -> Script:
         color = traffic.color_of(hp.name)
@@ -377,141 +275,3 @@ def _finish_switched(
         )
 
     state.record.update(finish_hosts(runner, bus, plan.env, plan.hosts, script).record())
-
-
-def rollback(
-    plan: DeployPlan,
-    traffic: TrafficPlan,
-    runner: Runner,
-    bus: EventBus,
-    *,
-    run_id: str,
-    to: str | None = None,
-) -> dict[str, str | None]:
-    """Switch traffic back to the other color in one step, after checking that its hosts
-    run one successfully deployed release and answer healthy on it."""
-    started = time.monotonic()
-    hosts = list(plan.hosts)
-    facts = acquire_locks(runner, hosts, run_id, "rollback", to)
-    try:
-        live = live_color(traffic, {n: facts[n].history for n in traffic.lb_names})
-        if live is None:
-            raise PreflightError(
-                "no live color is recorded on the load balancer: there is nothing to switch"
-                " back from; nothing was changed",
-                hint=f"deploy first: invoke deploy --env {plan.env}",
-            )
-        back = traffic.other(live)
-        target = _rollback_target(traffic, facts, back, to, plan.env)
-        live_release = _color_release(traffic, live, facts)
-        backing = [plan.host(n) for n in traffic.members[back]]
-        health = plan.playbook.health
-        expect = target if phases.expects_version(plan) else None
-        bad = failures(runner.each(backing, lambda hp: check_host(runner, health, hp, expect)))
-        if bad:
-            raise PreflightError(
-                f"{back} is not healthy on {target}, so traffic stays on {live}; nothing was"
-                " changed:\n" + "\n".join(f"  {e}" for e in bad.values()),
-                hint=f"bring {back} back (`invoke status --env {plan.env}`), or deploy a fix",
-            )
-    except DeployerError:
-        release_locks(runner, hosts, run_id)
-        raise
-    bus.emit(
-        RunStarted(
-            run_id=run_id,
-            action="rollback",
-            env=plan.env,
-            release=target,
-            hosts=[h.name for h in hosts],
-            batches=[traffic.members[back]],
-        )
-    )
-    # Rollback hooks run on the color traffic goes back to, with the release it runs.
-    hooked = rollback_hosts(
-        backing,
-        to={hp.name: target for hp in backing},
-        came_from={hp.name: live_release for hp in backing},
-    )
-    ok = False
-    message = "interrupted"
-    failure: DeployerError | None = None
-    try:
-        try:
-            run_hooks(runner, plan, "before_rollback", hooked)
-        except DeployerError as exc:
-            raise DeployFailed(
-                f"before_rollback hook failed; traffic stays on {live}; nothing was changed",
-                failures=[exc],
-                hint=f"fix the hook, or the reason it refused, and re-run `invoke rollback"
-                f" --env {plan.env}`",
-            ) from None
-        switch_traffic(
-            traffic,
-            runner,
-            bus,
-            run_id,
-            to=back,
-            release=target,
-            back=live,
-            previous_release=live_release,
-        )
-        ok, message = True, ""
-    except DeployerError as exc:
-        message = exc.message
-        failure = exc
-    finally:
-        record = _traffic_record(run_id, back, target, live_release).to_json() if ok else None
-
-        def script(hp: HostPlan) -> Script:
-            records = [record] if record and traffic.color_of(hp.name) else []
-            return scripts.finish(hp.layout, run_id, history=records, prune=[])
-
-        finish_hosts(runner, bus, plan.env, hosts, script)
-        releases = {n: facts[n].current for n in facts if traffic.color_of(n)}
-        phases.finished(
-            bus,
-            plan,
-            started,
-            releases,
-            ok=ok,
-            message=message,
-            extra={"blue_green": {"live_before": live, "live": back if ok else live}},
-            action="rollback",
-        )
-    if failure is not None:
-        run_hooks(runner, plan, "on_failure", hooked, best_effort=True)
-        raise failure
-    run_hooks(runner, plan, "after_rollback", hooked, best_effort=True)
-    return releases
-
-
-def _rollback_target(
-    traffic: TrafficPlan, facts: dict[str, HostFacts], back: str, to: str | None, env: str
-) -> str:
-    problems = []
-    releases = set()
-    for name in traffic.members[back]:
-        current = facts[name].current
-        if current is None:
-            problems.append(f"{name}: no release (the {back} color was never deployed)")
-        elif current not in release_stack(facts[name].history):
-            problems.append(f"{name}: {current} never deployed successfully there")
-        else:
-            releases.add(current)
-    if not problems and len(releases) > 1:
-        problems.append(f"{back} runs several releases: {', '.join(sorted(releases))}")
-    if problems:
-        raise PreflightError(
-            f"cannot switch traffic back to {back}; nothing was changed:\n"
-            + "\n".join("  " + p for p in problems),
-            hint=f"deploy instead: invoke deploy --env {env} (it goes to {back})",
-        )
-    target = releases.pop()
-    if to is not None and to != target:
-        raise PreflightError(
-            f"a blue-green rollback switches traffic to {back}, which runs {target}, not {to};"
-            " nothing was changed",
-            hint=f"drop --to, or deploy {to}: invoke deploy --env {env} --ref ...",
-        )
-    return target
