@@ -19,7 +19,7 @@ from deployer.errors import (
     TransportError,
 )
 from deployer.events import Notice
-from deployer.facts import HostFacts, parse_facts
+from deployer.facts import HostFacts, parse_facts, parse_removed_lock
 from deployer.plan import HostPlan
 from deployer.remote import scripts
 from deployer.runner import Runner, lock_info
@@ -187,12 +187,9 @@ def force_unlock(runner: Runner, hosts: Sequence[HostPlan]) -> dict[str, str | D
     """Remove whatever lock is held; returns host -> former holder info ('' if none)."""
 
     def one(hp: HostPlan) -> str:
-        result = runner.step(hp.host, scripts.unlock(hp.layout, run_id=None))
-        holder = parse_facts(result.output).lock_holder
-        for line in result.output.splitlines():
-            if line.startswith(scripts.MARK + "lockinfo"):
-                return line.split(" ", 1)[1] if " " in line else "(no info)"
-        return "" if holder is None else holder.describe()
+        return parse_removed_lock(
+            runner.step(hp.host, scripts.unlock(hp.layout, run_id=None)).output
+        )
 
     return runner.each(hosts, one)
 

@@ -20,7 +20,7 @@ from deployer.flags.tasks import flags as flags_collection
 from deployer.history_tasks import history
 from deployer.inspect import HostStatus
 from deployer.inventory_tasks import inventory
-from deployer.printable import printable
+from deployer.printable import one_line, printable
 from deployer.resources import describe as describe_resources
 from deployer.scaffold.tasks import init
 from deployer.taskkit import echo, handles_errors, help_for, load, options, project
@@ -229,7 +229,9 @@ def unlock(
         if isinstance(held, DeployerError):
             echo(f"{host}: could not unlock: {held}")
         else:
-            echo(f"{host}: " + (f"removed lock held by {held}" if held else "no lock"))
+            echo(
+                f"{host}: " + (f"removed lock held by {one_line(str(held))}" if held else "no lock")
+            )
     if any(isinstance(held, DeployerError) for held in results.values()):
         raise Exit(code=5)
     if not any(results.values()):

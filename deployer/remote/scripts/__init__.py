@@ -31,6 +31,7 @@ from deployer.remote.scripts.common import (
     HostFiles,
     Layout,
     RenderedFile,
+    section,
 )
 from deployer.remote.scripts.finish import finish, unlock
 from deployer.remote.scripts.flags import push_flags
@@ -57,6 +58,7 @@ __all__ = [
     "migrate",
     "prepare",
     "push_flags",
+    "section",
     "stage",
     "switch",
     "unlock",
