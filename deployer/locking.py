@@ -21,6 +21,7 @@ from deployer.errors import (
 from deployer.events import Notice
 from deployer.facts import HostFacts, parse_facts, parse_removed_lock
 from deployer.plan import HostPlan
+from deployer.prunable import find_unremovable
 from deployer.remote import scripts
 from deployer.runner import Runner, lock_info
 
@@ -75,10 +76,13 @@ def lock_fleet(
     skip_unreachable: bool = False,
     takeover: str | None = None,
     baseline: bool = False,
+    keep_releases: int | None = None,
 ) -> LockOutcome:
     """Take the lock, leader first, and gather every host's facts in the same round trip.
     With `baseline` (a deploy), the leader also lists its release's files for a delta upload;
     a rollback or a flags push does not need them and skips reading the whole MANIFEST.
+    With `keep_releases` (a deploy of `release`), the releases it would prune are searched
+    for directories pruning cannot delete (`prunable`), once every host is locked.
     Raises nothing for a host: on problems the caller releases what was taken
     (`release_locks`) and raises `lock_failure(...)`."""
     info = lock_info(run_id, action, release)
@@ -145,6 +149,9 @@ def lock_fleet(
     if not outcome.facts and not outcome.problems:
         # Nothing reachable at all: that is not a skip.
         outcome.problems, outcome.skipped = outcome.skipped, {}
+    if keep_releases is not None and release is not None and not outcome.problems:
+        locked = [hp for hp in hosts if hp.name in outcome.facts]
+        find_unremovable(runner, locked, outcome.facts, release=release, keep=keep_releases)
     return outcome
 
 

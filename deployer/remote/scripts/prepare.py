@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
 from deployer.remote.resources import HOST_REPORT, resource_lines
 from deployer.remote.scripts.common import (
@@ -105,7 +106,7 @@ def prepare(
             section("releases", cmd("ls", "-1", layout.releases)),
             section("history", cmd("tail", "-n", history_lines, layout.history)),
             baseline_lines,
-            _foreign_and_unremovable(layout),
+            _foreign(layout),
             # Free space where releases will land; before a first deploy (a read-only
             # preflight) the root does not exist yet, so ask its nearest existing parent.
             f"df_dir={q(layout.root)}",
@@ -135,12 +136,10 @@ def refuse_symlinks(layout: Layout) -> list[str]:
     return out
 
 
-def _foreign_and_unremovable(layout: Layout) -> list[str]:
-    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`), and
-    releases other than the live one holding a non-empty directory we do not own, which
-    pruning could not delete (`@@unremovable`). One line each, its value the base64 of
-    `KIND<TAB>NAME` or `RELEASE<TAB>OWNER<TAB>PATH`: the names are the host's to choose."""
-    root, releases = q(layout.root), q(layout.releases)
+def _foreign(layout: Layout) -> list[str]:
+    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`). One
+    line each, its value the base64 of `KIND<TAB>NAME`: the names are the host's to choose."""
+    root = q(layout.root)
     return [
         f"if [ -d {root} ]; then for entry in {root}/* {root}/.[!.]*; do",
         '  [ -e "$entry" ] || [ -L "$entry" ] || continue',
@@ -152,12 +151,25 @@ def _foreign_and_unremovable(layout: Layout) -> list[str]:
         f"  printf '%s %s\\n' {q(MARK + 'foreign')}"
         ' "$(printf \'%s\\t%s\' "$kind" "$name" | base64 -w0)"',
         "done; fi",
-        f'live="$(readlink {q(layout.current)} || true)"',
-        f"if [ -d {releases} ]; then for release in {releases}/*; do",
-        '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
-        '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
-        " -printf '%u\\t%P' -quit 2>/dev/null || true)",
-        f"  if [ -n \"$found\" ]; then printf '%s %s\\n' {q(MARK + 'unremovable')}"
-        ' "$(printf \'%s\\t%s\' "${release##*/}" "$found" | base64 -w0)"; fi',
-        "done; fi",
     ]
+
+
+def unremovable(layout: Layout, releases: Sequence[str]) -> Script:
+    """Report, never touch: which of `releases` (the ones a deploy would prune; never the
+    live one) hold a non-empty directory we do not own, which pruning could not delete
+    (`@@unremovable`, one line each, the base64 of `RELEASE<TAB>OWNER<TAB>PATH`). Searching
+    only these keeps a host with many big releases from walking them all on every deploy."""
+    paths = " ".join(q(layout.release(r)) for r in releases)
+    return Script(
+        step="unremovable",
+        lines=(
+            f'live="$(readlink {q(layout.current)} || true)"',
+            f"for release in {paths}; do",
+            '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
+            '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
+            " -printf '%u\\t%P' -quit 2>/dev/null || true)",
+            f"  if [ -n \"$found\" ]; then printf '%s %s\\n' {q(MARK + 'unremovable')}"
+            ' "$(printf \'%s\\t%s\' "${release##*/}" "$found" | base64 -w0)"; fi',
+            "done",
+        ),
+    )
