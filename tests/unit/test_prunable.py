@@ -7,19 +7,18 @@ import base64
 from pathlib import Path
 
 from deployer import preflight as pf
-from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.config.model import Host
 from deployer.events import EventBus
 from deployer.facts import Unremovable
 from deployer.history import Record
 from deployer.locking import lock_fleet
-from deployer.plan import build_plan
 from deployer.prunable import prune_candidates
 from deployer.remote import scripts
 from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.runner import Runner
+from tests.unit.planning import plan_for
 
 INVENTORY = """
 all:
@@ -73,17 +72,7 @@ def test_the_search_names_only_the_candidates() -> None:
 def test_a_deploy_searches_its_prune_candidates_and_the_cleanup_item_warns(
     tmp_path: Path,
 ) -> None:
-    inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
-    playbook = parse_playbook(PLAYBOOK, "deploy.yml")
-    plan = build_plan(
-        playbook,
-        inventory.hosts,
-        env="test",
-        release_id="R5",
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inventory,
-    )
+    plan, _ = plan_for(INVENTORY, PLAYBOOK, tmp_path, "R5")
     many = ["R1", "R2", "R3", "R4"]
 
     def responder(host: Host, script: Script) -> Result:
