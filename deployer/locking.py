@@ -151,7 +151,11 @@ def lock_fleet(
         outcome.problems, outcome.skipped = outcome.skipped, {}
     if keep_releases is not None and release is not None and not outcome.problems:
         locked = [hp for hp in hosts if hp.name in outcome.facts]
-        find_unremovable(runner, locked, outcome.facts, release=release, keep=keep_releases)
+        try:
+            find_unremovable(runner, locked, outcome.facts, release=release, keep=keep_releases)
+        except KeyboardInterrupt:  # the caller never saw these locks: give them back here
+            release_locks(runner, locked, run_id)
+            raise
     return outcome
 
 

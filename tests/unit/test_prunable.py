@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
+
 from deployer import preflight as pf
 from deployer.config.model import Host
 from deployer.events import EventBus
@@ -112,3 +114,27 @@ def test_a_deploy_searches_its_prune_candidates_and_the_cleanup_item_warns(
     item = pf.check_cleanup(pf.LocalFacts(env="test", release_id="R5"), fleet)
     assert item.status == "warn"
     assert item.detail == "h1: /srv/app/releases/R1/__pycache__ is owned by root"
+
+
+def test_ctrl_c_during_the_search_gives_the_locks_back(tmp_path: Path) -> None:
+    plan, _ = plan_for(INVENTORY, PLAYBOOK, tmp_path, "R5")
+    many = ["R1", "R2", "R3", "R4"]
+
+    def responder(host: Host, script: Script) -> Result:
+        if script.step == "prepare":
+            facts = prepare_output(
+                current="/srv/app/releases/R4", releases=many, history=deployed(*many)
+            )
+            return Result(0, facts)
+        if script.step == "unremovable":
+            raise KeyboardInterrupt
+        return default_responder(host, script)
+
+    transport = RecordingTransport(responder=responder)
+    runner = Runner(transport, EventBus(), parallel=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lock_fleet(runner, plan.hosts, "run1", "deploy", "R5", keep_releases=2)
+    finally:
+        runner.close()
+    assert sorted(h for h, s in transport.calls if s.step == "unlock") == ["h1", "h2"]
