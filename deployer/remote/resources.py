@@ -10,7 +10,6 @@ from shlex import quote as q
 __all__ = ["HOST_REPORT", "resource_lines"]
 
 # `df_dir` is set by the prepare script (deploy_to, or its nearest existing parent).
-# @MARK@ stands for the output marker (put in with str.replace: the lines are full of braces).
 # The `resources` value: key=value words; prepare frames it (`scripts.section`).
 HOST_REPORT = (
     'echo "cpus=$(nproc 2>/dev/null)"'
@@ -23,6 +22,7 @@ HOST_REPORT = (
 
 # One line per process: pid, CPU % over its lifetime (as ps computes %CPU), RSS KiB, name,
 # base64 as one value: the name is the process's own to choose (newlines, escapes and all).
+# @MARK@ stands for the output marker (put in with str.replace: the lines are full of braces).
 _PROC_FN = [
     "proc_line() {",
     '  [ -r "/proc/$1/stat" ] || return 0',
