@@ -67,6 +67,7 @@ def deploy(
             skip_unreachable=skip_unreachable,
             takeover=resume_from,
             baseline=True,
+            keep_releases=plan.playbook.keep_releases,
         )
         state.facts = locked.facts
         phases.run_preflight(plan, release, runner, bus, state, locked, checks)

@@ -86,17 +86,17 @@ def parse_facts(output: str) -> HostFacts:
         if line.startswith(MARK):
             key, _, value = line[len(MARK) :].partition(" ")
             if key in repeated:
-                repeated[key].append(_decode(value.strip()))
+                repeated[key].append(decode(value.strip()))
             elif key == "proc":
-                procs.append(value)
-            elif key in ("resources", "app"):
+                procs.append(decode(value.strip()))
+            elif key == "app":  # ours: the playbook's pidfile or unit
                 values.setdefault(key, value)
             else:
                 values.setdefault(key, value.strip())
     lock = values.get("lock", "")
     held = lock == "held"
-    holder_info = _json(_decode(values["lockinfo"])) if "lockinfo" in values else None
-    stale = _json(_decode(values["lockstale"])) if "lockstale" in values else None
+    holder_info = _json(decode(values["lockinfo"])) if "lockinfo" in values else None
+    stale = _json(decode(values["lockstale"])) if "lockstale" in values else None
     foreign = []
     for entry in repeated["foreign"]:
         kind, _, name = entry.partition("\t")
@@ -105,29 +105,29 @@ def parse_facts(output: str) -> HostFacts:
     for entry in repeated["unremovable"]:
         release, owner, path = (entry.split("\t", 2) + ["", ""])[:3]
         unremovable.append(Unremovable(release.strip(), owner, path))
-    current = _decode(values.get("current", "")).strip()
+    current = decode(values.get("current", "")).strip()
     current_id = posixpath.basename(current.rstrip("/")) if current else None
     if current_id is not None and not is_safe_name(current_id):
         current_id = None
-    releases = [r for r in _decode(values.get("releases", "")).splitlines() if is_safe_name(r)]
+    releases = [r for r in decode(values.get("releases", "")).splitlines() if is_safe_name(r)]
     digest = values.get("manifest_digest", "").lower() or None
     if digest is not None and not _SHA256.fullmatch(digest):
         digest = None
     baseline = None
     if current_id and RELEASE_ID_RE.fullmatch(current_id) and digest and "manifest" in values:
-        manifest = _decode_bytes(values["manifest"])
+        manifest = decode_bytes(values["manifest"])
         # The host's own digest must be the digest of the content it sent.
         if hashlib.sha256(manifest).hexdigest() == digest:
             baseline = parse_baseline(
                 current_id,
                 digest,
                 manifest.decode("utf-8", "replace").splitlines(),
-                _decode(values.get("modes", "")).splitlines(),
+                decode(values.get("modes", "")).splitlines(),
             )
     return HostFacts(
         current=current_id,
         releases=tuple(sorted(releases)),
-        history=tuple(parse_records(_decode(values.get("history", "")).splitlines())),
+        history=tuple(parse_records(decode(values.get("history", "")).splitlines())),
         free_kb=_int(values.get("df")),
         lock_acquired=lock == "acquired",
         lock_holder=(
@@ -144,7 +144,9 @@ def parse_facts(output: str) -> HostFacts:
         unremovable=tuple(unremovable),
         stale_lock=stale,
         resources=(
-            parse_resources(values["resources"], values.get("app", "").strip() or None, procs)
+            parse_resources(
+                decode(values["resources"]), values.get("app", "").strip() or None, procs
+            )
             if "resources" in values
             else None
         ),
@@ -152,6 +154,16 @@ def parse_facts(output: str) -> HostFacts:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_removed_lock(output: str) -> str:
+    """What `scripts.unlock(run_id=None)` removed: the lock's info file (base64 on the host,
+    as prepare sends it), "(no info)" when it had none, "" when there was no lock."""
+    for line in output.splitlines():
+        key, _, value = line.removeprefix(MARK).partition(" ")
+        if line.startswith(MARK) and key == "lockinfo":
+            return decode(value.strip()).strip() or "(no info)"
+    return ""
 
 
 def is_safe_name(name: str) -> bool:
@@ -166,15 +178,16 @@ def is_safe_name(name: str) -> bool:
     )
 
 
-def _decode_bytes(value: str) -> bytes:
+def decode_bytes(value: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (ValueError, binascii.Error):
         return b""
 
 
-def _decode(value: str) -> str:
-    return _decode_bytes(value).decode("utf-8", "replace")
+def decode(value: str) -> str:
+    """A value a host sent base64-encoded (`scripts.section`); "" when it is not base64."""
+    return decode_bytes(value).decode("utf-8", "replace")
 
 
 def _int(value: str | None) -> int | None:

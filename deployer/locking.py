@@ -19,8 +19,9 @@ from deployer.errors import (
     TransportError,
 )
 from deployer.events import Notice
-from deployer.facts import HostFacts, parse_facts
+from deployer.facts import HostFacts, parse_facts, parse_removed_lock
 from deployer.plan import HostPlan
+from deployer.prunable import find_unremovable
 from deployer.remote import scripts
 from deployer.runner import Runner, lock_info
 
@@ -75,10 +76,13 @@ def lock_fleet(
     skip_unreachable: bool = False,
     takeover: str | None = None,
     baseline: bool = False,
+    keep_releases: int | None = None,
 ) -> LockOutcome:
     """Take the lock, leader first, and gather every host's facts in the same round trip.
     With `baseline` (a deploy), the leader also lists its release's files for a delta upload;
     a rollback or a flags push does not need them and skips reading the whole MANIFEST.
+    With `keep_releases` (a deploy of `release`), the releases it would prune are searched
+    for directories pruning cannot delete (`prunable`), once every host is locked.
     Raises nothing for a host: on problems the caller releases what was taken
     (`release_locks`) and raises `lock_failure(...)`."""
     info = lock_info(run_id, action, release)
@@ -145,6 +149,13 @@ def lock_fleet(
     if not outcome.facts and not outcome.problems:
         # Nothing reachable at all: that is not a skip.
         outcome.problems, outcome.skipped = outcome.skipped, {}
+    if keep_releases is not None and release is not None and not outcome.problems:
+        locked = [hp for hp in hosts if hp.name in outcome.facts]
+        try:
+            find_unremovable(runner, locked, outcome.facts, release=release, keep=keep_releases)
+        except KeyboardInterrupt:  # the caller never saw these locks: give them back here
+            release_locks(runner, locked, run_id)
+            raise
     return outcome
 
 
@@ -187,12 +198,9 @@ def force_unlock(runner: Runner, hosts: Sequence[HostPlan]) -> dict[str, str | D
     """Remove whatever lock is held; returns host -> former holder info ('' if none)."""
 
     def one(hp: HostPlan) -> str:
-        result = runner.step(hp.host, scripts.unlock(hp.layout, run_id=None))
-        holder = parse_facts(result.output).lock_holder
-        for line in result.output.splitlines():
-            if line.startswith(scripts.MARK + "lockinfo"):
-                return line.split(" ", 1)[1] if " " in line else "(no info)"
-        return "" if holder is None else holder.describe()
+        return parse_removed_lock(
+            runner.step(hp.host, scripts.unlock(hp.layout, run_id=None)).output
+        )
 
     return runner.each(hosts, one)
 

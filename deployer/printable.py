@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["printable", "printable_event"]
+__all__ = ["one_line", "printable", "printable_event"]
 
 E = TypeVar("E")
 
@@ -32,6 +32,13 @@ def printable(text: str) -> str:
     if not _CONTROL.search(text):
         return text
     return _CONTROL.sub(_escape, text.replace("\r\n", "\n"))
+
+
+def one_line(text: str) -> str:
+    """`printable(text)` with its line breaks shown as `\\n` too: for a host's value shown
+    inside a line of ours (a lock's owner, a process name), where a newline could fake a
+    line of the report."""
+    return printable(text).replace("\n", "\\n")
 
 
 def _printable_value(value: Any) -> Any:

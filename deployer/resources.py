@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deployer.config.model import ResourceLimits
+from deployer.printable import one_line
 
 __all__ = ["HostResources", "Process", "describe", "over_limits", "parse_resources"]
 
@@ -138,6 +139,7 @@ def describe(r: HostResources) -> str:
     if not r.processes:
         return f"{text}; app ({r.app_source}): not running"
     procs = ", ".join(
-        f"pid {p.pid} {p.name} {p.cpu_percent:.1f}% CPU {_size(p.rss_kb)}" for p in r.processes
+        f"pid {p.pid} {one_line(p.name)} {p.cpu_percent:.1f}% CPU {_size(p.rss_kb)}"
+        for p in r.processes
     )
     return f"{text}; app ({r.app_source}): {procs}"

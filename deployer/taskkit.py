@@ -1,6 +1,6 @@
 """What every Invoke task module shares: errors to exit codes (SIGTERM treated as Ctrl-C),
-the required --env, and reporters from --format/-v. Imports no task module, so each one can
-use it without a cycle."""
+the required --env, loading the project, reporters from --format/-v, the common option help
+and `-h` kept for help. Imports no task module, so each one can use it without a cycle."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
+from invoke.tasks import Task
 
 from deployer import api
 from deployer.errors import DeployerError
@@ -22,6 +23,33 @@ from deployer.reporters import JsonLinesReporter, terminal_reporter
 from deployer.secrets import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+COMMON_HELP = {
+    "env": "environment: inventories/<env>/ or <env>.yml, .ini, .tfstate, .tfoutput.json, a script",
+    "limit": "only these hosts: names, groups or globs, ',' separated; '!x' excludes",
+    "format": "text (default) or json (one event per line)",
+    "verbose": "show the exact remote scripts",
+    "accept_new_host_keys": "trust and record host keys not yet in known_hosts",
+    "playbook": "playbook name under playbooks/ (default: deploy)",
+    "ref": "git ref to deploy (when the playbook's source is git)",
+    "override": "let these failed non-critical checks through: ITEM[,ITEM] or all-warnings",
+    "strict": "warnings of the checklist (source not pushed, no notifications) block too"
+    " (also set by preflight: {strict: true} in the playbook)",
+}
+
+
+def help_for(*names: str, **extra: str) -> dict[str, str]:
+    """The `help=` of a task: these options' common help, plus its own."""
+    return {**{n: COMMON_HELP[n] for n in names}, **extra}
+
+
+class HelpTask(Task[Any]):
+    """A task whose options never take `-h` as their short flag (Invoke gives an option the
+    first free letter of its name: `--host` and `--hold` would get it), so `-h` after the
+    task's name always shows its help."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, taken_names | {"h"})
 
 
 def _quiet_paramiko() -> None:
@@ -83,6 +111,12 @@ def require_env(env: str | None) -> str:
     if not env:
         raise Exit("error: --env is required (an inventory under inventories/)", code=2)
     return env
+
+
+def load(env: str | None, *, limit: str | None = None, playbook: str = "deploy") -> api.Loaded:
+    """The project here, its inventory `env` (required) narrowed to `limit`, and `playbook`:
+    what every task that reaches hosts starts from."""
+    return api.load(project(), require_env(env), limit=limit, playbook=playbook)
 
 
 def options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> api.Options:

@@ -93,7 +93,13 @@ def preflight(
         if plan is not None:
             runner = make_runner(loaded, options, bus)
             try:
-                fleet = gather_fleet(runner, plan.hosts, loaded.playbook.health)
+                fleet = gather_fleet(
+                    runner,
+                    plan.hosts,
+                    loaded.playbook.health,
+                    release=plan.release_id,
+                    keep=loaded.playbook.keep_releases,
+                )
             finally:
                 runner.close()
         checklist = decide(build_checklist(local, fleet), policy)

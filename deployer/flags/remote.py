@@ -11,8 +11,9 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from deployer.remote.scripts import MARK, Layout
-from deployer.remote.shell import Script, q
+from deployer.facts import decode, is_safe_name
+from deployer.remote.scripts import MARK, Layout, section
+from deployer.remote.shell import Script, cmd, q
 
 FLAGS_FILE = "flags.json"  # in <deploy_to>/shared/
 
@@ -22,13 +23,14 @@ def flags_file(layout: Layout) -> str:
 
 
 def read_flags(layout: Layout) -> Script:
-    """Print the live release and the pushed flags file; changes nothing."""
+    """Print the live release and the pushed flags file; changes nothing. Both are the
+    host's to decide, so both travel base64-encoded, as prepare's facts do."""
     path = flags_file(layout)
     return Script(
         step="flags_read",
         lines=(
-            f'echo {q(MARK + "current")} "$(readlink {q(layout.current)} || true)"',
-            f"if [ -f {q(path)} ]; then echo {q(MARK + 'flags')}; cat {q(path)}; echo;"
+            section("current", cmd("readlink", layout.current)),
+            f"if [ -f {q(path)} ]; then {section('flags', cmd('cat', path))};"
             f" else echo {q(MARK + 'flags missing')}; fi",
             f"echo {q(MARK + 'end')}",
         ),
@@ -42,17 +44,14 @@ class Pushed:
 
 
 def parse_read(output: str) -> Pushed:
-    current: str | None = None
-    body: list[str] | None = None
-    reading = False
+    values: dict[str, str] = {}
     for line in output.splitlines():
-        if line.startswith(MARK + "current"):
-            target = line[len(MARK + "current") :].strip()
-            current = posixpath.basename(target.rstrip("/")) or None
-        elif line == MARK + "flags":
-            body, reading = [], True
-        elif line == MARK + "end":
-            reading = False
-        elif reading and body is not None:
-            body.append(line)
-    return Pushed(current, None if body is None else "\n".join(body))
+        if line == MARK + "flags missing":
+            values.setdefault("flags", "")
+            values.setdefault("missing", "")
+        elif line.startswith(MARK):
+            key, _, value = line[len(MARK) :].partition(" ")
+            values.setdefault(key, value.strip())
+    current = posixpath.basename(decode(values.get("current", "")).strip().rstrip("/"))
+    text = decode(values["flags"]) if "flags" in values and "missing" not in values else None
+    return Pushed(current if is_safe_name(current) else None, text)

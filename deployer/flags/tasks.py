@@ -16,7 +16,7 @@ from invoke.tasks import task
 
 from deployer import api
 from deployer.flags.push import FlagsReport, Pushed, list_flags, push_flags, set_flag
-from deployer.taskkit import echo, handles_errors, options, project, require_env
+from deployer.taskkit import echo, handles_errors, load, options
 
 __all__ = ["flags"]
 
@@ -38,10 +38,6 @@ def _help(*names: str, **extra: str) -> dict[str, str]:
     return {**{n: HELP[n] for n in names}, **extra}
 
 
-def _load(env: str | None, playbook: str, limit: str | None = None) -> api.Loaded:
-    return api.load(project(), require_env(env), limit=limit, playbook=playbook)
-
-
 @task(help=_help("env", "limit", "format", "accept_new_host_keys", "playbook"))
 @handles_errors
 def list_(
@@ -55,7 +51,7 @@ def list_(
     """Each flag of flags/<env>.yml and what every host has; exit 5 if unreachable, 6 on drift."""
     if format not in ("text", "json"):
         raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
-    loaded = _load(env, playbook, limit)
+    loaded = load(env, limit=limit, playbook=playbook)
     report = list_flags(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     if format == "json":
         print(json.dumps(report.to_data(), indent=2))
@@ -133,7 +129,7 @@ def set_(
             share = int(percent)
         except ValueError:
             raise Exit(f"error: --percent takes a whole number, not {percent!r}", code=2) from None
-    loaded = _load(env, playbook)
+    loaded = load(env, playbook=playbook)
     result = set_flag(
         loaded,
         options(format, verbose, accept_new_host_keys),
@@ -162,7 +158,7 @@ def push(
     playbook: str = "deploy",
 ) -> None:
     """Push flags/<env>.yml as it is to every host (after a hand edit, or to fix drift)."""
-    loaded = _load(env, playbook)
+    loaded = load(env, playbook=playbook)
     result = push_flags(loaded, options(format, verbose, accept_new_host_keys))
     if format == "text":
         _summary(result, f"{result.flagset.file}: {len(result.flagset.flags)} flag(s)")

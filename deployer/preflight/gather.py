@@ -16,6 +16,7 @@ from deployer.health import Probe
 from deployer.plan import DeployPlan, HostPlan
 from deployer.preflight.model import FleetFacts, GitState, LocalFacts
 from deployer.probe import probe_once
+from deployer.prunable import find_unremovable
 from deployer.release import Release
 from deployer.remote import scripts
 from deployer.runner import Runner
@@ -117,15 +118,21 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def gather_fleet(runner: Runner, hosts: Sequence[HostPlan], health: Health) -> FleetFacts:
-    """Ask every host for its facts, read-only (`prepare` without taking the lock), then probe
-    the health of each one that runs a release."""
+def gather_fleet(
+    runner: Runner, hosts: Sequence[HostPlan], health: Health, *, release: str, keep: int
+) -> FleetFacts:
+    """Ask every host for its facts, read-only (`prepare` without taking the lock), and what
+    deploying `release` would prune (`prunable`), then probe the health of each one that runs
+    a release."""
 
     def ask(hp: HostPlan) -> HostFacts:
         return parse_facts(runner.step(hp.host, scripts.prepare(hp.layout, lock_info=None)).output)
 
     answers = runner.each(hosts, ask)
     facts = {n: a for n, a in answers.items() if isinstance(a, HostFacts)}
+    find_unremovable(
+        runner, [h for h in hosts if h.name in facts], facts, release=release, keep=keep
+    )
     return FleetFacts(
         hosts=tuple(hp.name for hp in hosts),
         roots={hp.name: hp.layout.root for hp in hosts},

@@ -10,12 +10,11 @@ after Ctrl-C, when the transport stops streaming stdin.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Literal
 
-from deployer.remote.lb import EXIT_INVALID_CONFIG, EXIT_RELOAD_FAILED
+from deployer.remote.lb import install_config, step_line
 from deployer.remote.scripts import MARK
-from deployer.remote.shell import Raw, Script, cmd, q
+from deployer.remote.shell import Script, cmd, q
 
 Settle = Literal["nginx", "timeout", "none"]
 TIMED_OUT = "drain-timeout"  # marker printed when in-flight requests outlived the wait
@@ -26,10 +25,6 @@ _NGINX_WORKERS = (
     " case \"$(tr '\\0' ' ' < \"$d/cmdline\" 2>/dev/null || true)\" in"
     ' "nginx: worker process"*) echo "${d#/proc/}";; esac; done; }'
 )
-
-
-def _step(name: str) -> str:
-    return cmd("echo", f"{MARK}step {name}")
 
 
 def set_upstream(
@@ -50,45 +45,24 @@ def set_upstream(
     `timeout` s; "timeout" waits `timeout` s; "none" returns at once. A wait that runs out
     prints a marker and succeeds: the wait is bounded by design. A rejected config or a
     failed reload puts the previous file back and exits non-zero: traffic stays as it was."""
-    folder, name = posixpath.split(dest)
-    tmp = posixpath.join(folder, f".{name}.new-{run_id}")
-    previous = posixpath.join(folder, f".{name}.previous")
-    restore = (
-        f'if [ "$had_previous" = 1 ]; then {cmd("cp", "-p", previous, tmp)} &&'
-        f" {cmd('mv', '-fT', tmp, dest)}; else {cmd('rm', '-f', dest)}; fi"
-    )
-    body = [
-        _step("write"),
-        cmd("mkdir", "-p", folder),
-        f"printf '%s' {q(config.decode())} > {q(tmp)}",
-        cmd("chmod", "0644", tmp),
-        f"if [ -e {q(dest)} ]; then had_previous=1; {cmd('cp', '-p', dest, previous)};"
-        f" else had_previous=0; {cmd('rm', '-f', previous)}; fi",
-        _step("install"),
-        cmd("mv", "-fT", tmp, dest),
-    ]
-    if validate:
-        failed = (
+    body = install_config(
+        run_id,
+        dest=dest,
+        write=lambda tmp: f"printf '%s' {q(config.decode())} > {q(tmp)}",
+        validate=validate,
+        reload=reload,
+        rejected=(
             f"{validate!r} rejected the config that {what}; the previous config is back in"
             " place and the load balancer still serves as before"
-        )
-        body += [
-            _step("validate"),
-            f"if ! ( {validate} ) 2>&1; then {restore}; {cmd('echo', failed, Raw('>&2'))};"
-            f" exit {EXIT_INVALID_CONFIG}; fi",
-        ]
-    if settle == "nginx":
-        body += [_NGINX_WORKERS, "before=$(nginx_workers)"]
-    reload_failed = f"{reload!r} failed; the previous {dest} is back in place"
-    body += [
-        _step("reload"),
-        f"if ! ( {reload} ) 2>&1; then {restore}; {cmd('echo', reload_failed, Raw('>&2'))};"
-        f" exit {EXIT_RELOAD_FAILED}; fi",
-    ]
+        ),
+        reload_failed=f"{reload!r} failed; the previous {dest} is back in place",
+        # The workers that serve requests on the old config: the ones settling waits for.
+        before_reload=[_NGINX_WORKERS, "before=$(nginx_workers)"] if settle == "nginx" else [],
+    )
     tenths = max(0, round(timeout * 10))
     if settle == "nginx":
         body += [
-            _step("settle"),
+            step_line("settle"),
             "i=0",
             "while :; do",
             "  busy=''; for p in $before; do if [ -e /proc/$p ]; then busy=\"$busy $p\"; fi; done",
@@ -100,5 +74,5 @@ def set_upstream(
             f"echo {q(MARK + 'settled')} $((i / 10)).$((i % 10))",
         ]
     elif settle == "timeout" and tenths:
-        body += [_step("settle"), cmd("sleep", f"{tenths / 10:g}")]
+        body += [step_line("settle"), cmd("sleep", f"{tenths / 10:g}")]
     return Script(step=step, lines=tuple(body))

@@ -3,13 +3,17 @@ and ways to look at hosts from outside the deployer (docker exec, plain HTTP).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -148,6 +152,79 @@ def make_project(root: Path, fleet: Fleet, hosts: list[str] = HOSTS) -> Project:
     project = Project(root, fleet)
     project.playbook()
     return project
+
+
+def make_sourced_project(root: Path, fleet: Fleet, hosts: list[str]) -> Project:
+    """A project whose hosts the test gives by another inventory source (a Terraform state,
+    an inventory script: `write_tfstate`, `write_inventory_script`); the connection settings
+    sit in `inventories/test.vars.yml`, as the docs say."""
+    project = make_project(root, fleet, hosts=hosts)
+    inventories = project.root / "inventories"
+    (inventories / "test.yml").unlink()  # two sources for one environment is an error
+    settings = {
+        "ansible_user": "deploy",
+        "ansible_port": fleet.host(hosts[0]).port,
+        "ssh_key_file": str(fleet.key_path),
+        "ssh_known_hosts_file": str(fleet.known_hosts_path),
+    }
+    (inventories / "test.vars.yml").write_text(yaml.safe_dump(settings))
+    return project
+
+
+def write_tfstate(project: Project, tags: dict[str, dict[str, str]]) -> None:
+    """inventories/test.tfstate: one aws_instance per fleet host named in `tags` (its
+    address the host's, its tags these)."""
+    instances = [
+        {
+            "index_key": i,
+            "schema_version": 1,
+            "attributes": {
+                "id": f"i-{i:016x}",
+                "private_ip": project.fleet.host(name).address,
+                "tags": host_tags,
+            },
+        }
+        for i, (name, host_tags) in enumerate(tags.items())
+    ]
+    resource = {"mode": "managed", "type": "aws_instance", "name": "app", "instances": instances}
+    state = {"version": 4, "terraform_version": "1.7.5", "resources": [resource]}
+    (project.root / "inventories" / "test.tfstate").write_text(json.dumps(state))
+
+
+def write_inventory_script(project: Project, inventory: dict[str, object]) -> None:
+    """inventories/test.py: an executable inventory that prints `inventory` for `--list`."""
+    script = project.root / "inventories" / "test.py"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "assert sys.argv[1:] == ['--list'], sys.argv\n"
+        f"print(json.dumps({inventory!r}))\n"
+    )
+    script.chmod(0o755)
+
+
+@contextlib.contextmanager
+def webhook_receiver(path: str) -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A webhook receiver on loopback: its URL (ending in `path`) and the JSON bodies it got."""
+    received: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}", received
+    finally:
+        server.shutdown()
 
 
 def add_migration(project: Project, number: int, sql: str) -> None:

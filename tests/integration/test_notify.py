@@ -3,39 +3,27 @@ webhook receiver on loopback; the URL comes from an environment variable, never 
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from deployer.sandbox import Fleet
-from tests.integration.helpers import Project, assert_no_ssh_since, break_on, make_project
+from tests.integration.helpers import (
+    Project,
+    assert_no_ssh_since,
+    break_on,
+    make_project,
+    webhook_receiver,
+)
 
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
-    received: list[dict[str, object]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/SECRET", received
-    server.shutdown()
+    with webhook_receiver("/hooks/T000/SECRET") as got:
+        yield got
 
 
 @pytest.fixture

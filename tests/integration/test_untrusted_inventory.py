@@ -4,31 +4,25 @@ refuses the host name; the payload never runs in the deploying process."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from deployer.sandbox import Fleet
-from tests.integration.helpers import APP_ROOT, Project, make_project
+from tests.integration.helpers import (
+    APP_ROOT,
+    Project,
+    make_sourced_project,
+    write_inventory_script,
+    write_tfstate,
+)
 
 TARGETS = ["web1", "web2"]
 
 
 @pytest.fixture
 def project(clean_fleet: Fleet, tmp_path: Path) -> Project:
-    p = make_project(tmp_path / "project", clean_fleet, hosts=TARGETS)
-    inventories = p.root / "inventories"
-    (inventories / "test.yml").unlink()  # two sources for one environment is an error
-    settings = {
-        "ansible_user": "deploy",
-        "ansible_port": clean_fleet.host("web1").port,
-        "ssh_key_file": str(clean_fleet.key_path),
-        "ssh_known_hosts_file": str(clean_fleet.known_hosts_path),
-    }
-    (inventories / "test.vars.yml").write_text(yaml.safe_dump(settings))
-    return p
+    return make_sourced_project(tmp_path / "project", clean_fleet, TARGETS)
 
 
 def payload(marker: Path) -> str:
@@ -48,20 +42,6 @@ def add_template(project: Project, text: str) -> None:
     project.playbook(templates=[app_ini, seen])
 
 
-def write_state(project: Project, tags: dict[str, dict[str, str]]) -> None:
-    instances = [
-        {
-            "index_key": i,
-            "schema_version": 1,
-            "attributes": {"private_ip": project.fleet.host(name).address, "tags": host_tags},
-        }
-        for i, (name, host_tags) in enumerate(tags.items())
-    ]
-    resource = {"mode": "managed", "type": "aws_instance", "name": "app", "instances": instances}
-    state = {"version": 4, "terraform_version": "1.7.5", "resources": [resource]}
-    (project.root / "inventories" / "test.tfstate").write_text(json.dumps(state))
-
-
 def seen(project: Project, host: str) -> str:
     return project.sh(host, f"cat {APP_ROOT}/current/config/seen.txt")
 
@@ -71,7 +51,7 @@ def test_terraform_tag_with_a_template_payload_reaches_the_host_literally(
 ) -> None:
     marker = tmp_path / "pwned-by-tag"
     evil = payload(marker)
-    write_state(
+    write_tfstate(
         project,
         {
             "web1": {"Name": "web1", "Role": "web,migrate", "Owner": evil},
@@ -91,7 +71,7 @@ def test_terraform_name_tag_with_a_template_payload_is_refused(
 ) -> None:
     marker = tmp_path / "pwned-by-name"
     evil_name = "web1" + payload(marker)
-    write_state(
+    write_tfstate(
         project,
         {"web1": {"Name": evil_name, "Role": "web,migrate"}, "web2": {"Name": "web2"}},
     )
@@ -115,9 +95,7 @@ def test_inventory_script_value_with_a_template_payload_reaches_the_host_literal
     hostvars = {h: {"ansible_host": fleet.host(h).address, "note": "fine"} for h in TARGETS}
     hostvars["web1"]["note"] = evil
     inventory = {"web": {"hosts": TARGETS}, "migrate": ["web1"], "_meta": {"hostvars": hostvars}}
-    script = project.root / "inventories" / "test.py"
-    script.write_text(f"#!/usr/bin/env python3\nimport json\nprint(json.dumps({inventory!r}))\n")
-    script.chmod(0o755)
+    write_inventory_script(project, inventory)
     add_template(project, "note = {{ note }}")
     project.playbook(hooks={"after_switch": ["echo {{ note | quote }} > {{ shared_path }}/note"]})
     out = project.invoke("deploy", "--env", "test")

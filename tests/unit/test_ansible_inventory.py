@@ -241,6 +241,32 @@ def test_inventory_task_prints_the_listing(
     assert json.loads(capsys.readouterr().out) == {"color": "blue", "db_password": "***"}
 
 
+@pytest.mark.parametrize("task", ["inventory", "drill"])
+def test_dash_h_after_a_task_shows_its_help_not_an_option(
+    task: str, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`shipfleet inventory -h` read `-h` as `--host` and failed wanting a value (`drill -h`
+    as `--hold`): Invoke gave each option the first free letter of its name."""
+    from deployer.cli import program
+
+    program.run(["shipfleet", task, "-h"], exit=False)
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"Usage: shipfleet [--core-opts] {task} [--options]")
+    assert "-h," not in shown
+    option = {"inventory": "-o STRING, --host=STRING", "drill": "-o, --hold"}[task]
+    assert option in shown
+
+
+def test_inventory_host_has_its_own_short_flag(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deployer.cli import program
+
+    write(project, "staging/hosts", "[web]\nweb1 color=blue\n")
+    program.run(["shipfleet", "inventory", "-e", "staging", "-o", "web1"], exit=False)
+    assert json.loads(capsys.readouterr().out) == {"color": "blue"}
+
+
 def test_terraform_source_inside_an_inventory_directory_is_an_error(project: Path) -> None:
     write(project, "prod/hosts", "web1\n")
     write(project, "prod/main.tfstate", "{}\n")

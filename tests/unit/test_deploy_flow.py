@@ -5,15 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.deploy import deploy
 from deployer.errors import DeployFailed, LockHeldError
 from deployer.events import EventBus
-from deployer.plan import build_plan
 from deployer.release import build_release
 from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.transport import Result
 from deployer.runner import Runner
+from tests.unit.planning import plan_for
 
 INVENTORY = """
 all:
@@ -50,17 +49,7 @@ def setup(tmp_path: Path):
     src.mkdir()
     (src / "app.py").write_text("print('hi')\n")
     release = build_release(source_dir=src, work_dir=tmp_path / "build")
-    inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
-    playbook = parse_playbook(PLAYBOOK, "deploy.yml")
-    plan = build_plan(
-        playbook,
-        inventory.hosts,
-        env="test",
-        release_id=release.id,
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inventory,
-    )
+    plan, _ = plan_for(INVENTORY, PLAYBOOK, tmp_path, release.id)
     return plan, release
 
 

@@ -5,6 +5,7 @@ push orchestration over a recording transport."""
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import threading
@@ -228,10 +229,20 @@ def test_push_script_writes_beside_then_renames_records_and_unlocks() -> None:
 def test_read_script_is_read_only_and_parsed() -> None:
     text = read_flags(Layout("/srv/app")).render()
     assert "mkdir" not in text and "rm " not in text and " > " not in text
-    out = '@@current /srv/app/releases/R1\n@@flags\n{"flags": {}}\n\n@@end\n'
+    out = read_output("/srv/app/releases/R1", '{"flags": {}}\n')
     assert parse_read(out).current == "R1" and parse_read(out).text == '{"flags": {}}\n'
-    missing = parse_read("@@current \n@@flags missing\n@@end\n")
+    missing = parse_read(read_output("", None))
     assert missing.current is None and missing.text is None
+
+
+def read_output(current: str, text: str | None) -> str:
+    """What `read_flags` prints: the link's target and the file base64-framed."""
+
+    def b64(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    flags = "@@flags missing" if text is None else f"@@flags {b64(text)}"
+    return f"@@current {b64(current)}\n{flags}\n@@end\n"
 
 
 # ------------------------------------------------------------------------- history
@@ -480,7 +491,7 @@ def test_list_marks_drift_per_host(project: api.Project) -> None:
     def respond(host, script: Script) -> Result:
         assert script.step == "flags_read"
         doc = {"h1": flagset, "h2": drifted}[host.name].to_json().decode()
-        return Result(0, f"@@current /srv/app/releases/R1\n@@flags\n{doc}\n@@end\n")
+        return Result(0, read_output("/srv/app/releases/R1", doc))
 
     report = list_flags(
         api.load(project, "test"), api.Options(transport=RecordingTransport(respond))

@@ -21,13 +21,13 @@ from deployer.events import CheckItem, Checklist, EventBus
 from deployer.facts import HostFacts, LockHolder
 from deployer.health import Probe
 from deployer.history import Record
-from deployer.plan import build_plan
 from deployer.release import build_release
 from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.reporters import TerminalReporter
 from deployer.runner import Runner
+from tests.unit.planning import plan_for
 
 NEW = "20260301T000000Z-1111111"
 OLD = "20260201T000000Z-0000000"
@@ -383,17 +383,8 @@ def test_a_blocking_checklist_stops_the_deploy_before_staging(tmp_path: Path) ->
     src.mkdir()
     (src / "app.py").write_text("print('hi')\n")
     release = build_release(source_dir=src, work_dir=tmp_path / "build")
-    inventory = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
-    playbook = parse_playbook(PLAYBOOK, "deploy.yml")
-    plan = build_plan(
-        playbook,
-        inventory.hosts,
-        env="test",
-        release_id=release.id,
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inventory,
-    )
+    plan, _ = plan_for(INVENTORY, PLAYBOOK, tmp_path, release.id)
+    playbook = plan.playbook
     checks = pf.Checks(
         pf.local_facts(plan, release, playbook, env="test", source="src", notify_set=False)
     )

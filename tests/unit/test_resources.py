@@ -3,6 +3,8 @@ host answers, the limits, and the one line status prints."""
 
 from __future__ import annotations
 
+import base64
+
 from deployer.config.model import ResourceLimits
 from deployer.config.playbook import parse_playbook
 from deployer.facts import parse_facts
@@ -11,13 +13,19 @@ from deployer.resources import describe, over_limits
 
 L = scripts.Layout("/srv/app")
 
-ANSWER = """\
-@@current /srv/app/releases/r1
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# What a host prints: the host's own values base64-framed (`scripts.section`).
+ANSWER = f"""\
+@@current {b64("/srv/app/releases/r1")}
 @@df 1000
-@@resources cpus=2 load=3.50,1.00,0.50 mem=1000000,40000 disk=100000,5000 inodes=1000,900
+@@resources {b64("cpus=2 load=3.50,1.00,0.50 mem=1000000,40000 disk=100000,5000 inodes=1000,900")}
 @@app pidfile /srv/app/shared/run/app.pid
-@@proc 81 1.5 24576 python3
-@@proc 90 0.0 1024 sh
+@@proc {b64("81 1.5 24576 python3")}
+@@proc {b64("90 0.0 1024 sh")}
 @@end
 """
 

@@ -13,9 +13,9 @@ A deploy spends one exec session per phase on each host: prepare (lock + facts),
 switch (+ restart), finish (history + prune + unlock); plus one migrate on one host.
 
 One module per phase: `common` (Layout, exit codes, MARK, rendered files, shared fragments),
-`prepare`, `stage`, `switch` (switch, migrate, hooks, command checks), `finish` (finish,
-unlock) and `flags` (push_flags). Everything is re-exported here, so callers keep writing
-`from deployer.remote import scripts; scripts.stage(...)`.
+`prepare` (+ unremovable), `stage`, `switch` (switch, migrate, hooks, command checks),
+`finish` (finish, unlock) and `flags` (push_flags). Everything is re-exported here, so
+callers keep writing `from deployer.remote import scripts; scripts.stage(...)`.
 """
 
 from deployer.remote.scripts.common import (
@@ -31,10 +31,11 @@ from deployer.remote.scripts.common import (
     HostFiles,
     Layout,
     RenderedFile,
+    section,
 )
 from deployer.remote.scripts.finish import finish, unlock
 from deployer.remote.scripts.flags import push_flags
-from deployer.remote.scripts.prepare import prepare
+from deployer.remote.scripts.prepare import prepare, unremovable
 from deployer.remote.scripts.stage import stage, verify_release
 from deployer.remote.scripts.switch import check_command, hook, migrate, switch
 
@@ -57,8 +58,10 @@ __all__ = [
     "migrate",
     "prepare",
     "push_flags",
+    "section",
     "stage",
     "switch",
     "unlock",
+    "unremovable",
     "verify_release",
 ]

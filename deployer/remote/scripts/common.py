@@ -117,6 +117,13 @@ def _or_explain(command: str, what: str, where: str) -> str:
     return f"{command} || {{ {report} {free} {q(where)} >&2; exit 1; }}"
 
 
+def section(key: str, command: str) -> str:
+    """`@@<key> <base64 of command's stdout>` on one line; the command's stderr is dropped
+    (error messages can quote file names, which a host's user chooses). How every value a
+    host decides travels, so that none can pose as a marker line (`deployer.facts.decode`)."""
+    return f"printf '%s ' {q(MARK + key)}; {{ {command}; }} 2>/dev/null | base64 -w0; echo"
+
+
 def _step(name: str) -> str:
     return cmd("echo", f"{MARK}step {name}")
 

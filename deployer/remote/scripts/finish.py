@@ -13,6 +13,7 @@ from deployer.remote.scripts.common import (
     _append_history,
     _step,
     _unlock_if_ours,
+    section,
 )
 from deployer.remote.shell import Script, cmd, q
 
@@ -97,8 +98,7 @@ def unlock(layout: Layout, *, run_id: str | None) -> Script:
     if run_id is not None:
         body = [_unlock_if_ours(layout, run_id)]
     else:
-        body = [
-            f"if [ -d {q(layout.lock)} ]; then echo {q(MARK + 'lockinfo')} "
-            f'"$(cat {q(info)} 2>/dev/null | head -c 2000)"; rm -rf {q(layout.lock)}; fi',
-        ]
+        # Who held it, framed as prepare frames it: the info file is the host's to write.
+        lockinfo = section("lockinfo", cmd("head", "-c", 2000, info))
+        body = [f"if [ -d {q(layout.lock)} ]; then {lockinfo}; rm -rf {q(layout.lock)}; fi"]
     return Script(step="unlock", lines=tuple(body))

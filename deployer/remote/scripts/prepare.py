@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
-from deployer.remote.resources import resource_lines
+from deployer.remote.resources import HOST_REPORT, resource_lines
 from deployer.remote.scripts.common import (
     _OWN_LINK,
     EXIT_LOCK_HELD,
@@ -14,6 +15,7 @@ from deployer.remote.scripts.common import (
     MARK,
     STALE_FINISH,
     Layout,
+    section,
 )
 from deployer.remote.shell import Script, cmd, lines, q
 
@@ -35,8 +37,9 @@ def prepare(
 
     Output: one `@@<key> <value>` line per fact, parsed by `deployer.facts.parse_facts`.
     Whatever the host's files hold (its MANIFEST, history, lock info, release names, the
-    `current` link) travels base64-encoded with its stderr dropped, so no file content can
-    ever be read as a marker line; the other values are numbers and digests we check.
+    `current` link) and its resource report (process names are the host's to choose) travels
+    base64-encoded with its stderr dropped, so no file content can ever be read as a marker
+    line; the other values are numbers and digests we check.
     """
     manifest = posixpath.join(layout.current, "MANIFEST")
     baseline_lines: list[str] = [
@@ -45,9 +48,9 @@ def prepare(
     ]
     if baseline:
         baseline_lines += [
-            "  " + _section("manifest", cmd("cat", manifest)),
+            "  " + section("manifest", cmd("cat", manifest)),
             "  "
-            + _section(
+            + section(
                 "modes", f"cd {q(layout.current + '/')} && find . -type f -printf '%m %P\\n'"
             ),
         ]
@@ -58,7 +61,7 @@ def prepare(
     finish_age = f"$(( $(date +%s) - $(stat -c %Y {q(finishing)} 2>/dev/null || date +%s) ))"
     holder = [
         f"  echo {q(MARK + 'lock held')}",
-        "  " + _section("lockinfo", cmd("head", "-c", 2000, info)),
+        "  " + section("lockinfo", cmd("head", "-c", 2000, info)),
         f'  echo {q(MARK + "lockage")} "$(( $(date +%s) - {lock_time} ))"',
         f'  if [ -f {q(finishing)} ]; then echo {q(MARK + "lockfinishing")} "{finish_age}"; fi',
     ]
@@ -81,7 +84,7 @@ def prepare(
             # A run whose outcome is recorded and whose finish stopped part-way (killed, host
             # rebooted) left only cleanup undone: after STALE_FINISH seconds, the lock is ours.
             f"elif [ -f {q(finishing)} ] && [ {finish_age} -gt {STALE_FINISH} ]; then",
-            "  " + _section("lockstale", cmd("head", "-c", 2000, info)),
+            "  " + section("lockstale", cmd("head", "-c", 2000, info)),
             f"  rm -f {q(finishing)}",
             f"  printf '%s\\n' {q(lock_info)} > {q(info)}",
             f"  echo {q(MARK + 'lock acquired')}",
@@ -99,26 +102,21 @@ def prepare(
             if lock_info is not None
             else (),
             lock_lines,
-            _section("current", cmd("readlink", layout.current)),
-            _section("releases", cmd("ls", "-1", layout.releases)),
-            _section("history", cmd("tail", "-n", history_lines, layout.history)),
+            section("current", cmd("readlink", layout.current)),
+            section("releases", cmd("ls", "-1", layout.releases)),
+            section("history", cmd("tail", "-n", history_lines, layout.history)),
             baseline_lines,
-            _foreign_and_unremovable(layout),
+            _foreign(layout),
             # Free space where releases will land; before a first deploy (a read-only
             # preflight) the root does not exist yet, so ask its nearest existing parent.
             f"df_dir={q(layout.root)}",
             'while [ ! -d "$df_dir" ]; do df_dir=$(dirname "$df_dir"); done',
             f'echo {q(MARK + "df")} "$(df -Pk "$df_dir" 2>/dev/null | {FREE_KB})"',
+            section("resources", HOST_REPORT),
             resource_lines(MARK, layout.root, pidfile=pidfile, systemd_unit=systemd_unit),
             f"echo {q(MARK + 'end')}",
         ),
     )
-
-
-def _section(key: str, command: str) -> str:
-    """`@@<key> <base64 of command's stdout>` on one line; the command's stderr is dropped
-    (error messages can quote file names, which a host's user chooses)."""
-    return f"printf '%s ' {q(MARK + key)}; {{ {command}; }} 2>/dev/null | base64 -w0; echo"
 
 
 def refuse_symlinks(layout: Layout) -> list[str]:
@@ -138,12 +136,10 @@ def refuse_symlinks(layout: Layout) -> list[str]:
     return out
 
 
-def _foreign_and_unremovable(layout: Layout) -> list[str]:
-    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`), and
-    releases other than the live one holding a non-empty directory we do not own, which
-    pruning could not delete (`@@unremovable`). One line each, its value the base64 of
-    `KIND<TAB>NAME` or `RELEASE<TAB>OWNER<TAB>PATH`: the names are the host's to choose."""
-    root, releases = q(layout.root), q(layout.releases)
+def _foreign(layout: Layout) -> list[str]:
+    """Report, never touch: entries in deploy_to this tool did not create (`@@foreign`). One
+    line each, its value the base64 of `KIND<TAB>NAME`: the names are the host's to choose."""
+    root = q(layout.root)
     return [
         f"if [ -d {root} ]; then for entry in {root}/* {root}/.[!.]*; do",
         '  [ -e "$entry" ] || [ -L "$entry" ] || continue',
@@ -155,12 +151,25 @@ def _foreign_and_unremovable(layout: Layout) -> list[str]:
         f"  printf '%s %s\\n' {q(MARK + 'foreign')}"
         ' "$(printf \'%s\\t%s\' "$kind" "$name" | base64 -w0)"',
         "done; fi",
-        f'live="$(readlink {q(layout.current)} || true)"',
-        f"if [ -d {releases} ]; then for release in {releases}/*; do",
-        '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
-        '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
-        " -printf '%u\\t%P' -quit 2>/dev/null || true)",
-        f"  if [ -n \"$found\" ]; then printf '%s %s\\n' {q(MARK + 'unremovable')}"
-        ' "$(printf \'%s\\t%s\' "${release##*/}" "$found" | base64 -w0)"; fi',
-        "done; fi",
     ]
+
+
+def unremovable(layout: Layout, releases: Sequence[str]) -> Script:
+    """Report, never touch: which of `releases` (the ones a deploy would prune; never the
+    live one) hold a non-empty directory we do not own, which pruning could not delete
+    (`@@unremovable`, one line each, the base64 of `RELEASE<TAB>OWNER<TAB>PATH`). Searching
+    only these keeps a host with many big releases from walking them all on every deploy."""
+    paths = " ".join(q(layout.release(r)) for r in releases)
+    return Script(
+        step="unremovable",
+        lines=(
+            f'live="$(readlink {q(layout.current)} || true)"',
+            f"for release in {paths}; do",
+            '  [ -d "$release" ] && [ "$release" != "$live" ] || continue',
+            '  found=$(find "$release" -mindepth 1 -type d ! -user "$(id -u)" ! -empty'
+            " -printf '%u\\t%P' -quit 2>/dev/null || true)",
+            f"  if [ -n \"$found\" ]; then printf '%s %s\\n' {q(MARK + 'unremovable')}"
+            ' "$(printf \'%s\\t%s\' "${release##*/}" "$found" | base64 -w0)"; fi',
+            "done",
+        ),
+    )

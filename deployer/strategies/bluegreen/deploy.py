@@ -55,7 +55,10 @@ def deploy(
         )
     )
     with opening(plan, runner, bus, state, started):
-        locked = lock_fleet(runner, hosts, plan.run_id, "deploy", plan.release_id)
+        keep = plan.playbook.keep_releases
+        locked = lock_fleet(
+            runner, hosts, plan.run_id, "deploy", plan.release_id, keep_releases=keep
+        )
         state.facts = locked.facts
         phases.run_preflight(plan, release, runner, bus, state, locked, checks)
         try:
