@@ -66,18 +66,28 @@ class Drainer:
             self._say("warning", f"{', '.join(new)} restart(s) in service: {exc}")
             yield False
             return
+        except BaseException:
+            # Interrupted (Ctrl-C) while draining: some load balancers may already have the
+            # hosts down, so every one goes back to `before` before the interrupt goes on.
+            self._put_back(before, new, failed_already=True)
+            raise
         ok = False
         try:
             yield True
             ok = True
         finally:
-            try:
-                self._apply(before, f"puts {', '.join(new)} back", draining=False)
-            except DeployerError as exc:
-                if ok:
-                    raise
-                # The block failed already: that error is the one to report.
-                self._say("error", f"putting {', '.join(new)} back failed: {exc}")
+            self._put_back(before, new, failed_already=not ok)
+
+    def _put_back(
+        self, before: frozenset[str], new: Sequence[str], *, failed_already: bool
+    ) -> None:
+        try:
+            self._apply(before, f"puts {', '.join(new)} back", draining=False)
+        except DeployerError as exc:
+            if not failed_already:
+                raise
+            # The block failed already: that error is the one to report.
+            self._say("error", f"putting {', '.join(new)} back failed: {exc}")
 
     def _apply(self, down: frozenset[str], what: str, *, draining: bool) -> None:
         """Every load balancer to the config with `down` marked down, in parallel. When one
