@@ -120,7 +120,7 @@ def controller_table(record: dict[str, Any]) -> str:
     lines = [
         "| app | hosts | mode | sent MB (to the store) | sent ÷ archive | controller CPU s |"
         " wall s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for name, rec in record["apps"].items():
         groups = _groups(rec)

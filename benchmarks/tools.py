@@ -238,7 +238,7 @@ def versions() -> dict[str, str]:
             [
                 str(OUR_BIN / "python"),
                 "-c",
-                "import importlib.metadata as m; print(m.version('deployer'))",
+                "import importlib.metadata as m; print(m.version('shipfleet'))",
             ]
         ),
         "python (ours)": out(
