@@ -108,7 +108,7 @@ def batches(hosts: list[Host], percent: int = 25) -> list[list[Host]]:
 
 def _switch_restart_healthy(address: str) -> str:
     """Switch `current` to the newest staged release that is not live, restart it, and poll
-    /health from the host itself (every 50 ms, up to 60 s) until it names that release."""
+    /health from the host itself (every 50 ms, up to 120 s) until it names that release."""
     url = shlex.quote(f"http://{address}:8000/health")
     return (
         f"cd {shlex.quote(DEPLOY_TO)}"
@@ -116,7 +116,7 @@ def _switch_restart_healthy(address: str) -> str:
         ' && new=$(ls releases | grep -vxF "$live" | tail -n1)'
         ' && ln -sfn "releases/$new" .current.floor && mv -T .current.floor current'
         ' && "releases/$new/bin/restart" >/dev/null'
-        " && for _ in $(seq 1200); do"
+        " && for _ in $(seq 2400); do"
         f' curl -fsS {url} 2>/dev/null | grep -qF "\\"version\\": \\"$new\\"" && exit 0;'
         " sleep 0.05; done; exit 1"
     )
