@@ -12,10 +12,10 @@ SCENARIO_TITLES = {
     "rollback": "Rollback to the previous release (one batch: serial 100%)",
 }
 PEERS = ("ansible", "pyinfra")
-# The hosts' own work with no tool (benchmarks/run.py): the record key, and what was run.
+# The hosts' own work with no tool (benchmarks/floors.py): the record key, and what was run.
 FLOORS = {
     "first": ("floor", "into `tar -xzf -`"),
-    "rollback": ("restart_floor", "running `bin/restart` and one health request"),
+    "rollback": ("restart_floor", "switching release, `bin/restart`, first 200 with it"),
 }
 MB = 1e6
 MiB = 2**20

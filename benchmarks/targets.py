@@ -71,8 +71,8 @@ def targets(record: dict[str, Any]) -> list[tuple[str, str, str]]:
     if rb and rb_floor is not None:
         out.append(
             (
-                f"rollback of {ref} hosts: the hosts' own part alone (restart and one health"
-                " request, no tool)",
+                f"rollback of {ref} hosts: the hosts' own part alone (switch, restart, first 200"
+                " with it, no tool)",
                 f"{rb_floor:.2f} s; ours took {rb - rb_floor:+.2f} s more"
                 + (" (within run-to-run noise)" if abs(rb - rb_floor) < 0.1 * rb_floor else ""),
                 "(context)",
