@@ -124,8 +124,10 @@ def controller_table(record: dict[str, Any]) -> str:
     ]
     for name, rec in record["apps"].items():
         groups = _groups(rec)
-        archive = next(
-            (r["archive_bytes"] for r in _ok(rec["rows"]) if r.get("archive_bytes")), None
+        ssh_first = [r for r in _ok(rec["rows"]) if (r["tool"], r["scenario"]) == ("ours", "first")]
+        archive = next((r["archive_bytes"] for r in ssh_first if r.get("archive_bytes")), None)
+        archive = archive or next(
+            (r["store_upload_bytes"] for r in rec["rows"] if r.get("store_upload_bytes")), None
         )
         for size in rec["sizes"]:
             for tool in OURS:

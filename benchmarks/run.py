@@ -31,7 +31,7 @@ from benchmarks.projects import DEPLOY_TO, Host, Projects
 from benchmarks.sessions import fleet_counts
 from benchmarks.setup import Setup, options, prepare_apps, start_store, stop_store, tools_for
 from benchmarks.store_server import received
-from benchmarks.stream import batch_figures, transfer_efficiency, upload_figures
+from benchmarks.stream import batch_figures, store_upload, transfer_efficiency, upload_figures
 from benchmarks.tools import PEERS_BIN, SCENARIOS, Ours, remove, versions
 from deployer.sandbox.fleet import Fleet, start_fleet
 
@@ -180,6 +180,7 @@ def run_chain(
         if ours_like:
             row.update(upload_figures(res.output, res.started_at, res.wall))
             row.update(batch_figures(res.output))
+            row.update(store_upload(res.output))
         rows.append(row)
         _say(
             f"  {app.name:6} {tool.name:10} n={size:<3} run {iteration + 1} {scenario:9}"

@@ -172,6 +172,16 @@ def transfer_efficiency(
     return result
 
 
+def store_upload(output: str) -> dict[str, int]:
+    """The archive's size as our store mode reports its upload (the denominator of "sent ÷
+    archive" when no SSH-mode run measured the archive)."""
+    for e in events(output):
+        text = str(e.get("text", ""))
+        if e.get("event") == "Notice" and " bytes uploaded to s3://" in text:
+            return {"store_upload_bytes": int(text.split()[2])}
+    return {}
+
+
 def batch_figures(output: str) -> dict[str, Any]:
     """Each batch of our rollout, from BatchStarted to BatchFinished (switch, restart, health
     checks until healthy): seconds, in order."""
