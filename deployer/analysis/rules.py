@@ -1,13 +1,14 @@
-"""Prometheus' numbers judged by the canary's existing rules (`deployer.canary.judge`): a
-group's requests stand where the synthetic probe counts its samples, so `min_samples` is the
-least number of real requests a group must have served. Pure."""
+"""Prometheus' numbers judged by the canary's existing rules
+(`deployer.strategies.canary.judge`): a group's requests stand where the synthetic probe
+counts its samples, so `min_samples` is the least number of real requests a group must have
+served. Pure."""
 
 from __future__ import annotations
 
 from deployer.analysis.prometheus import GroupNumbers
-from deployer.canary import judge
 from deployer.config.model import Analysis
 from deployer.events import CanaryGroup, CanaryRule
+from deployer.strategies.canary import judge
 
 __all__ = ["as_group", "judge_numbers"]
 

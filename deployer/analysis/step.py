@@ -1,7 +1,7 @@
 """One canary step's analysis from every source the playbook names: the synthetic probe
-(`deployer.canary.bake`) and/or Prometheus, each judged by the same rules and emitted as its
-own `CanaryAnalyzed`. A Prometheus failure follows `on_metrics_error`; it never promotes
-silently: `ignore` says so in a warning and in the verdict."""
+(`deployer.strategies.canary.bake`) and/or Prometheus, each judged by the same rules and
+emitted as its own `CanaryAnalyzed`. A Prometheus failure follows `on_metrics_error`; it
+never promotes silently: `ignore` says so in a warning and in the verdict."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import TypeVar
 
 from deployer.analysis.prometheus import MetricsError, Prometheus
 from deployer.analysis.rules import as_group, judge_numbers
-from deployer.canary import bake
 from deployer.config.model import Analysis
 from deployer.events import CanaryAnalyzed, CanaryGroup, CanaryRule, EventBus, Notice
 from deployer.plan import DeployPlan, HostPlan
 from deployer.runner import Runner
+from deployer.strategies.canary import bake
 
 __all__ = ["analyze_step", "instance_names", "query_with_policy"]
 

@@ -13,22 +13,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deployer.sandbox.fleet import (
-        DEFAULT_PORT,
-        Fleet,
-        SandboxHost,
-        check_address,
-        down_fleet,
-        find_fleet,
-        start_fleet,
-    )
+    from deployer.sandbox.containers import DEFAULT_PORT, SandboxHost, check_address
+    from deployer.sandbox.fleet import Fleet, down_fleet, find_fleet, start_fleet
     from deployer.sandbox.image import SandboxError, ensure_image, image_name
 
 _EXPORTS = {
-    "DEFAULT_PORT": "fleet",
+    "DEFAULT_PORT": "containers",
     "Fleet": "fleet",
-    "SandboxHost": "fleet",
-    "check_address": "fleet",
+    "SandboxHost": "containers",
+    "check_address": "containers",
     "down_fleet": "fleet",
     "find_fleet": "fleet",
     "start_fleet": "fleet",

@@ -1,6 +1,7 @@
 """Start, drive and tear down a fleet of sandbox hosts: one container per host, each running
 sshd on its own loopback address (127.0.0.N) with host networking, reached with strict host
-key checking through a known_hosts file written here.
+key checking through a known_hosts file written here. One host's container (labels, key,
+waiting for sshd): containers.py.
 
 It must never create a Docker network or use an address outside 127.0.0.0/8: test traffic
 stays on this machine. Containers carry labels so a fleet can be found and removed later.
@@ -9,20 +10,15 @@ stays on this machine. Containers carry labels so a fleet can be found and remov
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import re
 import shlex
 import shutil
-import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 # The reaper image cannot be pulled here (no registry): testcontainers must not start it.
 # testcontainers reads this when first asked, so it is set before anything uses it.
@@ -32,177 +28,39 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 import paramiko  # noqa: E402
 import yaml  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from docker.models.containers import Container  # noqa: E402
 from testcontainers.core.config import testcontainers_config  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
+from deployer.sandbox.containers import (  # noqa: E402
+    DEFAULT_PORT,
+    DEPLOY_USER,
+    LABEL_ADDRESS,
+    LABEL_FLEET,
+    LABEL_HOST,
+    LABEL_INDEX,
+    LABEL_PORT,
+    LABEL_STATE_DIR,
+    SHARED_DIR,
+    SMALL_DISK,
+    SMALL_DISK_SIZE,
+    SandboxHost,
+    address_is_free,
+    await_ssh,
+    check_address,
+    check_name,
+    docker_client,
+    ensure_deploy_key,
+    fleet_containers,
+    parallel,
+    read_host_key,
+)
 from deployer.sandbox.image import SandboxError, ensure_image  # noqa: E402
 from deployer.sandbox.sshd_log import count_log  # noqa: E402
 
 testcontainers_config.ryuk_disabled = True  # in case testcontainers was imported earlier
 
-__all__ = [
-    "DEFAULT_PORT",
-    "Fleet",
-    "SandboxHost",
-    "check_address",
-    "down_fleet",
-    "find_fleet",
-    "start_fleet",
-]
-
-DEFAULT_PORT = 2222
-DEPLOY_USER = "deploy"
-LABEL_FLEET = "deployer.fleet"
-LABEL_HOST = "deployer.host"
-LABEL_INDEX = "deployer.index"
-LABEL_ADDRESS = "deployer.address"
-LABEL_PORT = "deployer.port"
-LABEL_STATE_DIR = "deployer.state-dir"
-HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
-SHARED_DIR = "/var/lib/fleet-shared"  # mounted into every host of a fleet
-SMALL_DISK = "/var/small-disk"  # a tmpfs of SMALL_DISK_SIZE in every host
-SMALL_DISK_SIZE = "512k"
-_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-@dataclass(frozen=True)
-class SandboxHost:
-    """One running sandbox host: inventory name, its own loopback address and sshd port."""
-
-    name: str
-    address: str
-    port: int
-    container_id: str
-
-
-def check_address(address: str) -> str:
-    """Return `address` if it is a usable sandbox address; raise ValueError otherwise.
-
-    127.0.0.1 is refused too: other local services live there, and a host bound to it would
-    be indistinguishable from "localhost" in test output.
-    """
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        raise ValueError(f"{address!r} is not an IP address") from None
-    if ip.version != 4 or ip not in _LOOPBACK:
-        raise ValueError(f"{address}: sandbox hosts must use a 127.0.0.0/8 address")
-    if ip == ipaddress.ip_address("127.0.0.1"):
-        raise ValueError("127.0.0.1 is reserved for the machine itself; use 127.0.0.2 and up")
-    return str(ip)
-
-
-def _check_name(kind: str, name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"{kind} name {name!r}: use letters, digits, '.', '_' or '-'")
-    return name
-
-
-def _parallel(func: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """Run func over items in threads; re-raise the first failure after all have finished."""
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(len(items), 16)) as pool:
-        futures = [pool.submit(func, item) for item in items]
-    for future in futures:
-        error = future.exception()
-        if error is not None:
-            raise error
-    return [future.result() for future in futures]
-
-
-def _docker_client() -> docker.DockerClient:
-    # Whole-fleet operations run in up to 16 threads; the default pool of 10 would churn.
-    return docker.from_env(max_pool_size=32)
-
-
-def _ensure_deploy_key(key_path: Path) -> tuple[paramiko.PKey, str]:
-    """Load or create the fleet's ed25519 deploy key; return it and its OpenSSH public line."""
-    if not key_path.exists():
-        private = Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        # Created 0600 from the start: ssh clients refuse keys others can read.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-        public = private.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        key_path.with_name(key_path.name + ".pub").write_text(
-            public.decode() + " deployer-sandbox\n", encoding="utf-8"
-        )
-    pkey = paramiko.Ed25519Key.from_private_key_file(str(key_path))
-    return pkey, f"{pkey.get_name()} {pkey.get_base64()} deployer-sandbox"
-
-
-def _address_is_free(address: str, port: int) -> bool:
-    # Host networking shares one port space: a leftover sshd on this address would answer
-    # instead of ours, so find out before starting rather than after.
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((address, port))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def _await_ssh(
-    container: Container, address: str, port: int, pkey: paramiko.PKey, deadline: float
-) -> paramiko.PKey:
-    """Retry a real SSH login as deploy until it works; return the host key that answered."""
-    last_error: Exception | None = None
-    next_status_check = 0.0
-    while True:
-        try:
-            sock = socket.create_connection((address, port), timeout=2.0)
-            transport = paramiko.Transport(sock)
-            try:
-                transport.banner_timeout = 5.0
-                transport.start_client(timeout=5.0)
-                server_key = transport.get_remote_server_key()
-                transport.auth_publickey(DEPLOY_USER, pkey)
-                return server_key
-            finally:
-                transport.close()
-        except (OSError, EOFError, paramiko.SSHException) as error:
-            last_error = error
-        now = time.monotonic()
-        if now >= next_status_check:
-            # A container that died (e.g. sshd could not bind) will never answer: fail now.
-            container.reload()
-            if container.status not in ("created", "running"):
-                logs = container.logs(tail=20).decode(errors="replace")
-                raise SandboxError(
-                    f"sandbox host {address}:{port} stopped ({container.status}):\n{logs}"
-                )
-            next_status_check = now + 1.0
-        if now >= deadline:
-            raise SandboxError(
-                f"sshd on {address}:{port} did not accept the deploy key in time: {last_error}"
-            )
-        time.sleep(0.1)
-
-
-def _read_host_key(container: Container) -> str:
-    result = container.exec_run(["cat", HOST_KEY_FILE])
-    output = result.output.decode(errors="replace").strip()
-    if result.exit_code != 0 or not output.startswith("ssh-ed25519 "):
-        raise SandboxError(f"cannot read {HOST_KEY_FILE} in {container.name}: {output}")
-    key_type, key_b64 = output.split()[:2]
-    return f"{key_type} {key_b64}"
+__all__ = ["Fleet", "down_fleet", "find_fleet", "start_fleet"]
 
 
 class Fleet:
@@ -222,7 +80,7 @@ class Fleet:
         self.key_path = key_path
         self.known_hosts_path = known_hosts_path
         self.state_dir = key_path.parent
-        self._client = client or _docker_client()
+        self._client = client or docker_client()
         self._known_hosts_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -310,7 +168,7 @@ class Fleet:
             if code != 0:
                 raise SandboxError(f"resetting {host.name} failed ({code}): {output.strip()}")
 
-        _parallel(reset_host, self.hosts)
+        parallel(reset_host, self.hosts)
         # The fleet-wide shared directory is emptied once, from this side.
         shared = self.state_dir / "fleet-shared"
         if shared.is_dir():
@@ -336,11 +194,11 @@ class Fleet:
         target = self.host(host)
         container = self._container(target)
         container.start()
-        pkey, _ = _ensure_deploy_key(self.key_path)
-        _await_ssh(container, target.address, target.port, pkey, time.monotonic() + timeout)
+        pkey, _ = ensure_deploy_key(self.key_path)
+        await_ssh(container, target.address, target.port, pkey, time.monotonic() + timeout)
         # The key lives in the container's filesystem, so it should survive a restart; if it
         # did not, record the new one rather than leave the fleet unreachable.
-        self._write_known_hosts({target.name: _read_host_key(container)})
+        self._write_known_hosts({target.name: read_host_key(container)})
 
     def down(self) -> None:
         """Remove every container of this fleet (the key and known_hosts files stay)."""
@@ -411,8 +269,8 @@ def start_fleet(
     memory-backed filesystem of its own in every host, owned by the deploy user; its content
     does not survive stopping the host.
     """
-    _check_name("fleet", name)
-    wanted = [(_check_name("host", h), check_address(a)) for h, a in hosts]
+    check_name("fleet", name)
+    wanted = [(check_name("host", h), check_address(a)) for h, a in hosts]
     if not wanted:
         raise ValueError("a fleet needs at least one host")
     for kind, values in (
@@ -427,15 +285,15 @@ def start_fleet(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = state_dir / "id_ed25519"
     known_hosts_path = state_dir / "known_hosts"
-    pkey, public_line = _ensure_deploy_key(key_path)
+    pkey, public_line = ensure_deploy_key(key_path)
     shared_dir = state_dir / "fleet-shared"
     shared_dir.mkdir(exist_ok=True)
     shared_dir.chmod(0o1777)  # the deploy user (uid 1000 in the hosts) writes here
     known_hosts_path.write_text("", encoding="utf-8")
 
-    client = _docker_client()
+    client = docker_client()
     down_fleet(name, client=client)
-    busy = [f"{a}:{port}" for _, a in wanted if not _address_is_free(a, port)]
+    busy = [f"{a}:{port}" for _, a in wanted if not address_is_free(a, port)]
     if busy:
         raise SandboxError(
             f"cannot start fleet {name}: already in use: {', '.join(busy)}",
@@ -476,11 +334,11 @@ def start_fleet(
         container_id = spec.get_wrapped_container().id
         spec.get_docker_client().client.close()
         container = client.containers.get(container_id)
-        _await_ssh(container, address, port, pkey, deadline)
-        return SandboxHost(host_name, address, port, str(container_id)), _read_host_key(container)
+        await_ssh(container, address, port, pkey, deadline)
+        return SandboxHost(host_name, address, port, str(container_id)), read_host_key(container)
 
     try:
-        started = _parallel(start_host, list(enumerate(wanted)))
+        started = parallel(start_host, list(enumerate(wanted)))
     except BaseException:
         down_fleet(name, client=client)
         raise
@@ -489,16 +347,10 @@ def start_fleet(
     return fleet
 
 
-def _fleet_containers(name: str | None, client: docker.DockerClient) -> list[Container]:
-    label = LABEL_FLEET if name is None else f"{LABEL_FLEET}={name}"
-    found: list[Container] = client.containers.list(all=True, filters={"label": label})
-    return found
-
-
 def find_fleet(name: str, *, client: docker.DockerClient | None = None) -> Fleet | None:
     """Rebuild a Fleet handle from the labels of its containers (None if it has none)."""
-    client = client or _docker_client()
-    containers = _fleet_containers(name, client)
+    client = client or docker_client()
+    containers = fleet_containers(name, client)
     if not containers:
         return None
     containers.sort(key=lambda c: int(c.labels.get(LABEL_INDEX, "0")))
@@ -514,13 +366,13 @@ def find_fleet(name: str, *, client: docker.DockerClient | None = None) -> Fleet
 
 def down_fleet(name: str | None, *, client: docker.DockerClient | None = None) -> int:
     """Remove the containers of fleet `name`, or of every sandbox fleet if None; count them."""
-    client = client or _docker_client()
-    containers = _fleet_containers(name, client)
+    client = client or docker_client()
+    containers = fleet_containers(name, client)
 
     def remove(container: Container) -> None:
         # Already gone is fine: another session or thread removed it first.
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 
-    _parallel(remove, containers)
+    parallel(remove, containers)
     return len(containers)

@@ -87,7 +87,7 @@ def _docker_problem() -> str | None:
 def _remove_orphans(addresses: list[str]) -> None:
     import docker
 
-    from deployer.sandbox.fleet import LABEL_ADDRESS, LABEL_FLEET
+    from deployer.sandbox.containers import LABEL_ADDRESS, LABEL_FLEET
 
     client = docker.from_env()
     for container in client.containers.list(all=True, filters={"label": LABEL_FLEET}):

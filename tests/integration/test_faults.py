@@ -22,7 +22,7 @@ from deployer.errors import DeployFailed
 from deployer.remote import scripts
 from deployer.remote.ssh import SSHTransport
 from deployer.sandbox import Fleet
-from deployer.sandbox.fleet import SMALL_DISK
+from deployer.sandbox.containers import SMALL_DISK
 from tests.integration.helpers import APP_ROOT, HOSTS, Project, break_on, make_project
 
 

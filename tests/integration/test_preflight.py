@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deployer.sandbox import Fleet
-from deployer.sandbox.fleet import SMALL_DISK
+from deployer.sandbox.containers import SMALL_DISK
 from tests.integration.helpers import APP_ROOT, Project, break_on, fix, make_project
 
 HOSTS = ["web1", "web2"]

@@ -6,11 +6,11 @@ import io
 
 import pytest
 
-from deployer.canary import Sample, judge, percentile, summarize
 from deployer.config.model import Analysis
 from deployer.events import CanaryAnalyzed, CanaryGroup
 from deployer.plan import canary_batches
 from deployer.reporters.terminal import TerminalReporter
+from deployer.strategies.canary import Sample, judge, percentile, summarize
 
 HOSTS = [f"web{i}" for i in range(1, 11)]
 

@@ -12,6 +12,7 @@ import pytest
 
 from deployer import api
 from deployer import preflight as pf
+from deployer.api.checklist import checklist_policy
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.config.model import Host
 from deployer.deploy import deploy
@@ -289,7 +290,7 @@ def test_the_playbook_strict_key_ors_with_the_flag(
     tmp_path: Path, key: str | None, flag: bool, strict: bool, by: str
 ) -> None:
     extra = f"preflight:\n  strict: {key}\n" if key else ""
-    policy = api._policy(loaded(tmp_path, extra), "notify", flag)
+    policy = checklist_policy(loaded(tmp_path, extra), "notify", flag)
     assert (policy.strict, policy.strict_by) == (strict, by)
     assert policy.overrides == {"notify"} and not policy.lenient
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from deployer import bluegreen
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.errors import DeployFailed
 from deployer.events import EventBus
@@ -20,6 +19,7 @@ from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.rollback import rollback
 from deployer.runner import Runner
+from deployer.strategies.bluegreen.rollback import rollback as blue_green_rollback
 from deployer.traffic import plan_traffic
 from tests.unit.test_blue_green import INVENTORY as BG_INVENTORY
 from tests.unit.test_blue_green import PLAYBOOK as BG_PLAYBOOK
@@ -192,10 +192,10 @@ def _blue_green(tmp_path: Path, *, refuse: bool) -> None:
     try:
         if refuse:
             with pytest.raises(DeployFailed) as err:
-                bluegreen.rollback(plan, traffic, runner, bus, run_id="run2")
+                blue_green_rollback(plan, traffic, runner, bus, run_id="run2")
             assert "before_rollback hook failed; traffic stays on green" in err.value.message
         else:
-            bluegreen.rollback(plan, traffic, runner, bus, run_id="run2")
+            blue_green_rollback(plan, traffic, runner, bus, run_id="run2")
     finally:
         runner.close()
     assert ("traffic" in transport.steps("lb1")) is not refuse
