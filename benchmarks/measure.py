@@ -193,9 +193,13 @@ def _rss_pss(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+# Children of the benchmark that are not a tool (the S3 stand-in): never counted, nor below.
+NOT_MEASURED: set[int] = set()
+
+
 class TreeMemory:
     """Peak memory of every process below this one (the tool, its descendants, and orphans
-    adopted through become_subreaper): this process itself is not counted."""
+    adopted through become_subreaper): this process itself, and NOT_MEASURED, are not counted."""
 
     def __init__(self) -> None:
         self.peak_rss = 0
@@ -207,7 +211,7 @@ class TreeMemory:
         stack = _children(os.getpid())
         while stack:
             pid = stack.pop()
-            if pid not in tree:
+            if pid not in tree and pid not in NOT_MEASURED:
                 tree.add(pid)
                 stack.extend(_children(pid))
         rss = pss = 0
@@ -286,15 +290,20 @@ def run_measured(
     before_close: object = None,
     containers: Iterable[str] = (),
     timeout: float = 1800.0,
+    store: tuple[str, int] | None = None,
 ) -> RunResult:
     """Run `command`, sampling memory (0.1 s) and TCP bytes (0.05 s) until it exits; also the
     CPU time of the tool (its rusage) and of the hosts' containers (their cgroups).
 
     `before_close`, when given, is called after the final byte sample: it closes connections
-    the tool left open (Ansible's ControlPersist masters), so their bytes are in.
+    the tool left open (Ansible's ControlPersist masters), so their bytes are in. `store`
+    (address, port): bytes sent there too are counted, into `extra["store_bytes"]`.
     """
     counter = TcpCounter(addresses, port)
     counter.start()
+    to_store = TcpCounter([store[0]], store[1]) if store else None
+    if to_store:
+        to_store.start()
     containers = list(containers)
     hosts_cpu_before = container_cpu_seconds(containers)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +326,8 @@ def run_measured(
             deadline = started + timeout
             while not stop.is_set():
                 counter.sample()
+                if to_store:
+                    to_store.sample()
                 if tick % 2 == 0:
                     memory.sample()
                 tick += 1
@@ -334,6 +345,8 @@ def run_measured(
         thread.join()
     hosts_cpu_after = container_cpu_seconds(containers)
     counter.sample()
+    if to_store:
+        to_store.sample()
     memory.sample()  # the ControlPersist masters are still there
     if callable(before_close):
         before_close()
@@ -355,4 +368,5 @@ def run_measured(
             if hosts_cpu_before is not None and hosts_cpu_after is not None
             else None
         ),
+        extra={"store_bytes": sum(to_store.per_host().values())} if to_store else {},
     )

@@ -21,6 +21,7 @@ PEERS_BIN = ROOT / "benchmarks" / ".peers-venv" / "bin"
 
 SCENARIOS = ("first", "redeploy", "rollback")
 TOOLS = ("ours", "ansible", "pyinfra")  # and, on request, "pyinfra-sync", "ansible-sync"
+# "ours-store" (OursStore) runs with `--modes ...,store`.
 
 
 @dataclass
@@ -60,6 +61,24 @@ class Ours:
                 releases = set(event.get("releases", {}).values())
                 return releases.pop() if len(releases) == 1 else None
         return None
+
+
+class OursStore(Ours):
+    """Ours with `artifacts: {store: s3}` (playbooks/store.yml): the release goes once into
+    the S3-compatible store and every host downloads it (issue 18). Rollbacks move nothing."""
+
+    name = "ours-store"
+
+    def __init__(self, projects: Projects, keys: dict[str, str]) -> None:
+        super().__init__(projects)
+        self.keys = keys
+
+    def invocation(self, scenario: str, size: int, seq: int) -> Invocation:
+        inv = super().invocation(scenario, size, seq)
+        inv.env.update(self.keys)
+        if scenario != "rollback":
+            inv.argv += ["--playbook", "store"]
+        return inv
 
 
 def events(output: str) -> list[dict[str, Any]]:
@@ -219,7 +238,7 @@ def versions() -> dict[str, str]:
             [
                 str(OUR_BIN / "python"),
                 "-c",
-                "import importlib.metadata as m; print(m.version('deployer'))",
+                "import importlib.metadata as m; print(m.version('shipfleet'))",
             ]
         ),
         "python (ours)": out(

@@ -61,9 +61,11 @@ def _store_playbook(deploy_yml: str, endpoint: str) -> str:
     )
 
 
-def _start_store(address: str) -> subprocess.Popen[bytes]:
+def _start_store(
+    address: str, module: str = "tests.integration.s3store"
+) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.s3store", address, str(STORE_PORT)],
+        [sys.executable, "-m", module, address, str(STORE_PORT)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -152,7 +152,7 @@ def generate(root: Path, seed: int) -> TreeInfo:
     stamp = root.with_name(root.name + STAMP)  # beside the tree: never deployed
     wanted = json.dumps({"seed": seed, "version": GENERATOR_VERSION, "app": _app_digest()})
     if stamp.exists() and stamp.read_text() == wanted:
-        return _info(root)
+        return tree_info(root)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -163,12 +163,12 @@ def generate(root: Path, seed: int) -> TreeInfo:
     shutil.copytree(APP_SOURCE, root, dirs_exist_ok=True)
     (root / "bin" / "restart").chmod(0o755)
     stamp.write_text(wanted)
-    return _info(root)
+    return tree_info(root)
 
 
-def set_change(root: Path, generation: int) -> None:
-    """Make CHANGED_FILE differ from the generated one (generation 0 restores it)."""
-    path = root / CHANGED_FILE
+def set_change(root: Path, generation: int, changed_file: str = CHANGED_FILE) -> None:
+    """Make `changed_file` differ from the generated one (generation 0 restores it)."""
+    path = root / changed_file
     base = path.read_bytes().split(b"\n# benchmark change ")[0]
     if generation:
         base += f"\n# benchmark change {generation}\n".encode()
@@ -183,6 +183,6 @@ def _app_digest() -> str:
     return sha.hexdigest()[:16]
 
 
-def _info(root: Path) -> TreeInfo:
+def tree_info(root: Path) -> TreeInfo:
     files = [p for p in root.rglob("*") if p.is_file()]
     return TreeInfo(root, len(files), sum(p.stat().st_size for p in files))

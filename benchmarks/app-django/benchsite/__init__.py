@@ -1,0 +1,1 @@
+"""The benchmark's heavyweight app: a small Django project served by gunicorn."""
