@@ -28,6 +28,7 @@ from tenacity import (
 
 from deployer.config.model import Host
 from deployer.errors import ConfigError, DeployerError, HostKeyError, TransportError
+from deployer.remote.ciphers import aead_first_transport
 from deployer.remote.jump import Endpoint, parse_jump, proxy_jump
 from deployer.remote.known_hosts import (
     HostKeyPolicy,
@@ -157,6 +158,7 @@ class SSHTransport:
         connect_kwargs: dict[str, object] = {
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
+            "transport_factory": aead_first_transport,
         }
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)

@@ -10,7 +10,7 @@ import paramiko
 import pytest
 from paramiko.packet import Packetizer
 
-from deployer.remote.shell import Script
+from deployer.remote.shell import Script, Stdin
 from deployer.remote.ssh import SSHTransport
 from deployer.sandbox import Fleet
 from tests.integration.helpers import HOSTS, Project, make_project
@@ -70,3 +70,22 @@ def test_an_idle_connection_costs_the_deploying_machine_no_wakeups_and_closes_at
     reader.join(1.0)
     assert not reader.is_alive()
     assert time.monotonic() - started < 1.0
+
+
+def test_connections_negotiate_aes_gcm_so_a_pushed_byte_costs_less_cpu(project: Project) -> None:
+    # Issue 18: paramiko offers AES-CTR + HMAC first; GCM authenticates in the same pass.
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        payload = b"x" * 300_000
+        script = Script("probe", ("wc -c",), Stdin((payload,)))
+        result = transport.run(host, script, timeout=30)
+        assert result.ok and result.output.strip() == str(len(payload))
+        negotiated = transport._connections[host.name].client.get_transport()  # noqa: SLF001
+        assert negotiated is not None
+        assert (negotiated.local_cipher, negotiated.remote_cipher) == (
+            "aes128-gcm@openssh.com",
+            "aes128-gcm@openssh.com",
+        )
+    finally:
+        transport.close()
