@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 import paramiko
 from fabric import Config, Connection
@@ -30,6 +28,8 @@ from tenacity import (
 
 from deployer.config.model import Host
 from deployer.errors import ConfigError, DeployerError, HostKeyError, TransportError
+from deployer.remote.ciphers import aead_first_transport
+from deployer.remote.jump import Endpoint, parse_jump, proxy_jump
 from deployer.remote.known_hosts import (
     HostKeyPolicy,
     KnownHostsFiles,
@@ -38,53 +38,9 @@ from deployer.remote.known_hosts import (
 )
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
+from deployer.remote.wakeups import quiet_reader, wake_reader
 
 CHUNK = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    address: str
-    port: int | None  # None: ~/.ssh/config's Port, else 22
-    user: str | None  # None: ~/.ssh/config's User, else the local user
-
-
-def proxy_jump(host: Host) -> str | None:
-    """The host's jump host, `[user@]host[:port]`: `ssh_proxy_jump`, or a ProxyJump given in
-    Ansible's `ansible_ssh_common_args` (`-J x` or `-o ProxyJump=x`)."""
-    value = host.vars.get("ssh_proxy_jump")
-    if value:
-        return str(value)
-    args = shlex.split(str(host.vars.get("ansible_ssh_common_args") or ""))
-    for i, arg in enumerate(args):
-        if arg == "-J" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("-J") and len(arg) > 2:
-            return arg[2:]
-        option = ""
-        if arg == "-o" and i + 1 < len(args):
-            option = args[i + 1]
-        elif arg.startswith("-o"):
-            option = arg[2:]
-        key, _, val = option.partition("=")
-        if key.lower() == "proxyjump" and val:
-            return val
-    return None
-
-
-def parse_jump(spec: str) -> Endpoint:
-    """`[user@]host[:port]` (only one hop: chains of jump hosts are not supported)."""
-    if "," in spec:
-        raise TransportError(
-            spec, "only one jump host is supported", hint="use a single ProxyJump host"
-        )
-    user, _, rest = spec.rpartition("@")
-    address, sep, port = rest.partition(":")
-    if rest.startswith("["):  # [ipv6]:port
-        address, _, port = rest[1:].partition("]")
-        port = port.lstrip(":")
-        sep = ":" if port else ""
-    return Endpoint(address, int(port) if sep and port else None, user or None)
 
 
 def _unreachable(name: str, where: str, exc: BaseException) -> TransportError:
@@ -202,6 +158,7 @@ class SSHTransport:
         connect_kwargs: dict[str, object] = {
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
+            "transport_factory": aead_first_transport,
         }
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)
@@ -264,6 +221,7 @@ class SSHTransport:
         transport = conn.client.get_transport()
         if transport is not None:
             transport.set_keepalive(self.keepalive)
+            quiet_reader(transport, self.keepalive)
         return conn
 
     @staticmethod
@@ -420,4 +378,5 @@ class SSHTransport:
 def _close_quietly(conn: Connection) -> None:
     # Closing a connection that already died can fail in any number of ways; none matter.
     with contextlib.suppress(Exception):
+        wake_reader(conn.client.get_transport())
         conn.close()

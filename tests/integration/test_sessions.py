@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
+from paramiko.packet import Packetizer
 
+from deployer.remote.shell import Script, Stdin
+from deployer.remote.ssh import SSHTransport
 from deployer.sandbox import Fleet
 from tests.integration.helpers import HOSTS, Project, make_project
 
@@ -33,3 +37,55 @@ def test_a_deploy_opens_one_connection_and_one_exec_session_per_phase_per_host(
         assert counts[host]["sessions"] == expected, (host, dict(counts[host]))
         assert counts[host]["connections"] == 1, (host, dict(counts[host]))
     assert sum(counts["web5"].values()) == 0  # not in the inventory: never contacted
+
+
+def test_an_idle_connection_costs_the_deploying_machine_no_wakeups_and_closes_at_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 18: paramiko's reader woke every 0.1 s on every connection for the whole run, a
+    # timeout exception each time (on 40 hosts, the largest per-host CPU cost). It checks
+    # the keepalive on each wakeup: counting those checks counts the wakeups.
+    wakeups: list[int] = []
+    check = Packetizer._check_keepalive
+
+    def counted(self: Packetizer) -> None:
+        wakeups.append(1)
+        check(self)
+
+    monkeypatch.setattr(Packetizer, "_check_keepalive", counted)
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        assert transport.run(host, Script("probe", ("true",)), timeout=30).exit_code == 0
+        reader = transport._connections[host.name].client.get_transport()  # noqa: SLF001
+        assert isinstance(reader, paramiko.Transport) and reader.is_alive()
+        wakeups.clear()
+        time.sleep(1.5)
+        assert len(wakeups) <= 1, f"{len(wakeups)} wakeups in 1.5 s of silence"
+        assert transport.run(host, Script("probe", ("echo still here",)), timeout=30).ok
+        started = time.monotonic()
+    finally:
+        transport.close()
+    # Closing ends the reader thread now, not at its next wakeup.
+    reader.join(1.0)
+    assert not reader.is_alive()
+    assert time.monotonic() - started < 1.0
+
+
+def test_connections_negotiate_aes_gcm_so_a_pushed_byte_costs_less_cpu(project: Project) -> None:
+    # Issue 18: paramiko offers AES-CTR + HMAC first; GCM authenticates in the same pass.
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        payload = b"x" * 300_000
+        script = Script("probe", ("wc -c",), Stdin((payload,)))
+        result = transport.run(host, script, timeout=30)
+        assert result.ok and result.output.strip() == str(len(payload))
+        negotiated = transport._connections[host.name].client.get_transport()  # noqa: SLF001
+        assert negotiated is not None
+        assert (negotiated.local_cipher, negotiated.remote_cipher) == (
+            "aes128-gcm@openssh.com",
+            "aes128-gcm@openssh.com",
+        )
+    finally:
+        transport.close()
