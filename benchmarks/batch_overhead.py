@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import statistics
@@ -52,6 +53,19 @@ import os, runpy, time
 time.sleep({startup})
 runpy.run_path(os.path.join(os.path.dirname(os.path.realpath(__file__)), "server.py"),
                run_name="__main__")
+"""
+
+
+# `--finish`: a `bash` early on the deploy user's PATH that traces the finish script (every
+# command with its start time, $EPOCHREALTIME) into /tmp/finish-trace.PID on the host, and
+# runs every other script as is. The deployer is unchanged: it runs `bash -c SCRIPT`.
+_TRACING_BASH = """\
+#!/bin/bash
+if [ "$1" = -c ] && [[ $2 == *"@@step finish"* ]]; then
+  exec /bin/bash -c 'exec 9>>"/tmp/finish-trace.$$"; BASH_XTRACEFD=9
+    PS4="+ \\$EPOCHREALTIME "; echo "+ $EPOCHREALTIME bash" >&9; set -x; eval "$0"' "$2"
+fi
+exec /bin/bash "$@"
 """
 
 
@@ -290,14 +304,67 @@ def run_batches(args: argparse.Namespace, fleet: Fleet, ours: Path, app: Path) -
     return result
 
 
+def finish_traces(fleet: Fleet, hosts: list[Host]) -> dict[str, list[tuple[float, str]]]:
+    """Each host's traced finish: (start time, command) per line, then removed."""
+    out = {}
+    for h in hosts:
+        _, text = fleet.exec(
+            h.name, "cat /tmp/finish-trace.* 2>/dev/null; rm -f /tmp/finish-trace.*"
+        )
+        lines = []
+        for line in text.splitlines():
+            mark, _, rest = line.partition(" ")
+            at, _, command = rest.partition(" ")
+            if mark.startswith("+") and at.replace(".", "").isdigit():
+                lines.append((float(at), command[:60]))
+        out[h.name] = lines
+    return out
+
+
+def trace_summary(evs: list[dict[str, Any]], traces: dict[str, list[tuple[float, str]]]) -> dict:
+    """Per host: controller's StepStarted -> bash started, the script's own time, its slowest
+    command, and bash's end -> the controller's StepFinished."""
+    started = {
+        e["host"]: e["at"] for e in evs if e.get("event") == "StepStarted" and e["step"] == "finish"
+    }
+    ended = {
+        e["host"]: e["at"]
+        for e in evs
+        if e.get("event") == "StepFinished" and e["step"] == "finish"
+    }
+    per_host = {}
+    for host, lines in traces.items():
+        if not lines or host not in started:
+            continue
+        gaps = [(b[0] - a[0], a[1]) for a, b in zip(lines, lines[1:], strict=False)]
+        slowest = max(gaps, default=(0.0, ""))
+        per_host[host] = {
+            "to_bash": round(lines[0][0] - started[host], 3),
+            "script": round(lines[-1][0] - lines[0][0], 3),
+            "slowest": [round(slowest[0], 3), slowest[1]],
+            "after": round(ended[host] - lines[-1][0], 3),
+        }
+    worst = max(per_host.values(), key=lambda v: v["to_bash"] + v["script"] + v["after"])
+    return {"hosts_traced": len(per_host), "worst_host": worst}
+
+
 def run_finish(args: argparse.Namespace, fleet: Fleet, ours: Path) -> dict[str, Any]:
+    hosts = fleet_hosts(args)
+    for h in hosts:
+        fleet.exec(
+            h.name,
+            f"printf %s {shlex.quote(_TRACING_BASH)} > /usr/local/bin/bash"
+            " && chmod 755 /usr/local/bin/bash",
+        )
     rows = []
     for attempt in range(args.rounds):
         fleet.reset()
         os.sync()
         load = _load()
         evs = deploy(ours, args.hosts, args.work / f"first-{attempt}.log")
-        rows.append({"load": load, **finish_steps(evs)})
+        row = {"load": load, **finish_steps(evs)}
+        row |= trace_summary(evs, finish_traces(fleet, hosts))
+        rows.append(row)
         _say(json.dumps(rows[-1]))
     return {"rows": rows}
 
