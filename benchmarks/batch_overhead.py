@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import shutil
 import socket
@@ -128,7 +129,11 @@ def deploy(ours: Path, size: int, log: Path, code: str = "") -> list[dict[str, A
             " from invoke.main import program; sys.argv[0] = 'invoke'; sys.exit(program.run())",
             *argv[1:],
         ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, cwd=ours, env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    _say(json.dumps({"deploy_cpu_s": round(cpu, 2), "code": code or "."}))
     log.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"deploy failed ({done.returncode}); see {log}")
@@ -399,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     hosts = fleet_hosts(args)
     app = prepare_tree(args.work, args.seed, args.startup, args.restart, args.copies)
-    name = f"bench-batch-{args.network.replace('.', '-')}"
+    name = f"bench-batch-{args.network.replace('.', '-')}{'-disk' if args.disk else ''}"
     found = find_fleet(name) if args.keep else None
     fleet = (
         found
