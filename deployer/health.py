@@ -1,7 +1,8 @@
 """Health checks: one probe (HTTP through the host's SSH connection or from here, or a remote
 command), and the waiting rule: N consecutive successes within an overall deadline, on the
-schedule of `probe_delay` (steady right after a restart, backing off only for a host that
-stays down). Retrying here is safe: a probe changes nothing."""
+schedule of `probe_delay` (quick while a restarting app does not answer yet, steady right
+after a restart, backing off only for a host that stays down). Retrying here is safe: a probe
+changes nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class Probe:
     detail: str  # what an operator needs to see: status line and body, or the error
     latency: float = 0.0
     status: int | None = None
+    # False when nothing answered at all (connection refused, reset, timed out): an app
+    # still starting, which a quick look costs nothing (see `probe_delay`).
+    answered: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ def http_probe(
         finally:
             stream.close()
     except Exception as exc:  # noqa: BLE001 - any failure to talk HTTP is an unhealthy probe
-        return Probe(False, f"no response: {exc or type(exc).__name__}", time.monotonic() - started)
+        detail = f"no response: {exc or type(exc).__name__}"
+        return Probe(False, detail, time.monotonic() - started, answered=False)
     latency = time.monotonic() - started
     return judge_http(
         raw, expect_status=expect_status, expect_version=expect_version, latency=latency
@@ -112,20 +117,28 @@ def judge_http(
 
 
 FAST_WINDOW = 10.0  # seconds after a restart during which probes come every `interval`
+QUICK = 0.1  # seconds between looks at an app that does not answer yet, in the fast window
 
 
-def probe_delay(interval: float, *, streak: int, waited: float) -> float:
+def probe_delay(interval: float, *, streak: int, waited: float, answered: bool = True) -> float:
     """Seconds to wait before the next probe. Pure: the whole schedule is here.
 
     - Confirming (the last probe passed, more consecutive successes are needed): `interval`,
-      so `successes: N` costs (N - 1) x interval beyond the first pass, never a backoff.
-    - Waiting for the app to come up: `interval` for the first FAST_WINDOW seconds, when a
-      restarting app usually turns healthy, so it is seen at most `interval` after it is;
-      then 2x and, after twice the window, 4x `interval`, so a host that stays down is not
+      so `successes: N` means healthy for (N - 1) x interval, as Kubernetes' successThreshold
+      and load balancers' healthy thresholds count it; never a backoff.
+    - Waiting for the app to come up, for the first FAST_WINDOW seconds, when a restarting
+      app usually turns healthy: every QUICK seconds (or `interval`, if shorter) while nothing
+      answers (the port refuses connections: the app is not listening yet, and a refused
+      connection costs it nothing), so a batch waits for the app's own start and at most
+      QUICK more; every `interval` once it answers but is not healthy yet (a 503 while it
+      warms up), so a slow health endpoint is not asked more often than the playbook says.
+    - Then 2x and, after twice the window, 4x `interval`, so a host that stays down is not
       probed at a high rate until the deadline.
     """
-    if streak > 0 or waited < FAST_WINDOW:
+    if streak > 0:
         return interval
+    if waited < FAST_WINDOW:
+        return interval if answered else min(interval, QUICK)
     return interval * (2 if waited < 2 * FAST_WINDOW else 4)
 
 
@@ -160,4 +173,5 @@ def wait_until_healthy(
         waited = clock() - started
         if waited >= deadline or cancelled():
             return Outcome(False, attempts, last, last_failure)
-        sleep(min(probe_delay(interval, streak=streak, waited=waited), deadline - waited))
+        delay = probe_delay(interval, streak=streak, waited=waited, answered=last.answered)
+        sleep(min(delay, deadline - waited))

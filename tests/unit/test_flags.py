@@ -220,8 +220,9 @@ def test_push_script_writes_beside_then_renames_records_and_unlocks() -> None:
         "echo 'writing /srv/app/shared/flags.json failed (short read or full disk)' >&2; exit 1; }",
         "mv -fT /srv/app/shared/.flags.json.tmp-run1 /srv/app/shared/flags.json",
         "printf '%s\\n' '{\"action\":\"flags\"}' >> /srv/app/.deploy/history.jsonl",
-        "if [ -f /srv/app/.deploy/lock/info ] && grep -qF run1 /srv/app/.deploy/lock/info;"
-        " then rm -rf /srv/app/.deploy/lock; fi",
+        "if [ -f /srv/app/.deploy/lock/info ]; then held=; IFS= read -r -d '' held <"
+        " /srv/app/.deploy/lock/info || true; case $held in *run1*) rm -rf /srv/app/.deploy/lock"
+        " ;; esac; fi",
         "echo '@@flags pushed' 13",
     )
 

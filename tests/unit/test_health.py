@@ -1,13 +1,16 @@
 """Health judging and the consecutive-success rule."""
 
 import itertools
+import socket
 from collections.abc import Callable
 
 import pytest
 
 from deployer.health import (
     FAST_WINDOW,
+    QUICK,
     Probe,
+    http_probe,
     judge_http,
     parse_url,
     probe_delay,
@@ -76,11 +79,20 @@ class _Clock:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
-    def app(self, healthy_at: float, *, flaps_at: float | None = None) -> Callable[[], Probe]:
+    def app(
+        self, healthy_at: float, *, flaps_at: float | None = None, answers: bool = False
+    ) -> Callable[[], Probe]:
+        """An app healthy from `healthy_at`; before that its port refuses connections, or,
+        with `answers`, it answers 503 (listening, warming up)."""
+
         def probe() -> Probe:
             self.probes.append(round(self.now, 6))
             up = self.now >= healthy_at and not (flaps_at is not None and self.now >= flaps_at)
-            return Probe(up, "HTTP/1.0 200" if up else "no response: connection refused")
+            if up:
+                return Probe(True, "HTTP/1.0 200")
+            if answers:
+                return Probe(False, "expected HTTP 200, got HTTP/1.0 503", status=503)
+            return Probe(False, "no response: connection refused", answered=False)
 
         return probe
 
@@ -96,41 +108,83 @@ def _wait(clock: _Clock, probe: Callable[[], Probe], **kwargs: float) -> object:
 
 
 @pytest.mark.parametrize("healthy_at", [0.0, 0.05, 1.0, 4.99, 5.0, 9.9])
-def test_a_restarting_app_is_seen_healthy_at_most_one_interval_late(healthy_at: float) -> None:
+def test_a_restarting_app_is_seen_listening_at_most_quick_late(healthy_at: float) -> None:
     # Issue 18: a batch should cost the app's own restart-to-healthy time and little more.
-    # The old schedule doubled the wait up to 4x interval, so an app healthy at 5.0 s was
-    # seen at up to 5.0 + 4 x interval.
+    # While the port refuses connections (the app is starting), probes come every QUICK
+    # seconds, not every `interval` (the first schedule: an app up at 5.01 s was seen at 5.2).
     clock = _Clock()
-    outcome = _wait(clock, clock.app(healthy_at))
+    outcome = _wait(clock, clock.app(healthy_at), interval=0.5)
+    assert outcome.ok  # type: ignore[attr-defined]
+    assert healthy_at <= clock.probes[-1] <= healthy_at + QUICK + 1e-9
+    assert clock.probes[0] == 0.0  # the first probe right away, no initial delay
+    gaps = [b - a for a, b in zip(clock.probes, clock.probes[1:], strict=False)]
+    assert all(abs(gap - QUICK) < 1e-9 for gap in gaps)
+
+
+@pytest.mark.parametrize("healthy_at", [0.0, 1.0, 4.99, 9.9])
+def test_an_app_that_answers_but_is_not_ready_is_asked_every_interval(healthy_at: float) -> None:
+    # A 503 while it warms up: the health endpoint is asked no more often than the playbook
+    # says, and the app is seen healthy at most one interval late.
+    clock = _Clock()
+    outcome = _wait(clock, clock.app(healthy_at, answers=True))
     assert outcome.ok  # type: ignore[attr-defined]
     assert healthy_at <= clock.probes[-1] <= healthy_at + 0.2 + 1e-9
-    assert clock.probes[0] == 0.0  # the first probe right away, no initial delay
     gaps = [b - a for a, b in zip(clock.probes, clock.probes[1:], strict=False)]
     assert all(abs(gap - 0.2) < 1e-9 for gap in gaps)
 
 
+def test_an_interval_shorter_than_quick_is_kept() -> None:
+    clock = _Clock()
+    assert _wait(clock, clock.app(1.0), interval=0.02).ok  # type: ignore[attr-defined]
+    assert clock.probes[-1] <= 1.0 + 0.02 + 1e-9
+
+
 def test_each_extra_consecutive_success_costs_one_interval() -> None:
+    # `successes: N` means healthy for (N - 1) x interval: the confirming probes keep the
+    # playbook's spacing (as Kubernetes' successThreshold does), only the wait got quicker.
     clock = _Clock()
     outcome = _wait(clock, clock.app(3.0), successes=3)
     assert outcome.ok  # type: ignore[attr-defined]
     first_pass = next(t for t in clock.probes if t >= 3.0)
+    assert first_pass <= 3.0 + QUICK + 1e-9
     assert clock.probes[-1] == pytest.approx(first_pass + 2 * 0.2)
 
 
-def test_a_host_that_stays_down_is_probed_less_often_and_last_at_the_deadline() -> None:
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_host_that_stays_down_is_probed_less_often_and_last_at_the_deadline(
+    answers: bool,
+) -> None:
     clock = _Clock()
-    outcome = _wait(clock, clock.app(float("inf")), deadline=30.0)
+    outcome = _wait(clock, clock.app(float("inf"), answers=answers), deadline=30.0)
     assert not outcome.ok  # type: ignore[attr-defined]
     gaps = [round(b - a, 6) for a, b in zip(clock.probes, clock.probes[1:], strict=False)]
     fast = [g for t, g in zip(clock.probes, gaps, strict=False) if t < FAST_WINDOW]
-    assert set(fast) == {0.2}
-    assert max(gaps) == pytest.approx(0.8)  # 4x interval at most
+    assert set(fast) == {0.2 if answers else QUICK}
+    late = [g for t, g in zip(clock.probes, gaps, strict=False) if t >= FAST_WINDOW]
+    assert max(late) == pytest.approx(0.8)  # 4x interval at most, refused or not
     assert clock.probes[-1] == pytest.approx(30.0)  # one last look at the deadline
-    assert len(clock.probes) < 100  # against 150 at a constant 0.2 s
+    after_window = [t for t in clock.probes if t >= FAST_WINDOW]
+    assert len(after_window) <= 40  # against 100 at a constant 0.2 s
 
 
 def test_probe_delay_schedule() -> None:
     assert probe_delay(0.5, streak=0, waited=0.0) == 0.5
+    assert probe_delay(0.5, streak=0, waited=0.0, answered=False) == QUICK
+    assert probe_delay(0.05, streak=0, waited=0.0, answered=False) == 0.05
     assert probe_delay(0.5, streak=0, waited=FAST_WINDOW + 1) == 1.0
+    assert probe_delay(0.5, streak=0, waited=FAST_WINDOW + 1, answered=False) == 1.0
     assert probe_delay(0.5, streak=0, waited=2 * FAST_WINDOW + 1) == 2.0
     assert probe_delay(0.5, streak=2, waited=60.0) == 0.5  # confirming never backs off
+    assert probe_delay(0.5, streak=1, waited=0.0, answered=False) == 0.5
+
+
+def test_http_probe_says_nothing_answered_when_the_port_refuses() -> None:
+    target = parse_url("http://127.0.0.1:9/health")
+
+    def refused() -> socket.socket:
+        raise ConnectionRefusedError("connection refused")
+
+    probe = http_probe(refused, target, expect_status=200, expect_version=None)
+    assert not probe.ok and not probe.answered and "refused" in probe.detail
+    answered = judge_http(b"HTTP/1.0 503 x\r\n\r\nwarming", expect_status=200, expect_version=None)
+    assert not answered.ok and answered.answered

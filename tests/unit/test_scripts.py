@@ -27,8 +27,7 @@ def test_switch_renames_a_fresh_symlink_over_current():
         "echo '@@step switch'",
         f"if [ ! -d /srv/app/releases/{RID} ]; then echo 'release /srv/app/releases/{RID} is"
         " missing' >&2; exit 66; fi",
-        "rm -f /srv/app/.current.r1",
-        f"ln -s /srv/app/releases/{RID} /srv/app/.current.r1",
+        f"ln -sfn /srv/app/releases/{RID} /srv/app/.current.r1",
         "mv -T /srv/app/.current.r1 /srv/app/current",
         "echo '@@step restart'",
         f"cd /srv/app/releases/{RID}",
@@ -169,7 +168,11 @@ def test_finish_never_prunes_current_and_unlocks_only_own_lock():
     text = scripts.finish(L, "r1", history=['{"a":1}'], prune=["old"]).render()
     assert "printf '%s\\n' '{\"a\":1}' >> /srv/app/.deploy/history.jsonl" in text
     assert '[ "$(readlink /srv/app/current || true)" != /srv/app/releases/old ]' in text
-    assert "grep -qF r1 /srv/app/.deploy/lock/info" in text
+    assert (
+        "if [ -f /srv/app/.deploy/lock/info ]; then held=; IFS= read -r -d '' held <"
+        " /srv/app/.deploy/lock/info || true; case $held in *r1*) rm -rf /srv/app/.deploy/lock ;;"
+        " esac; fi"
+    ) in text
 
 
 def test_command_line_is_bash_with_one_quoted_argument():

@@ -80,7 +80,7 @@ def finish(
     body += [
         # We hold the lock, so nothing in our own staging directory belongs to a live run.
         f'for entry in {q(layout.staging)}/* {q(layout.staging)}/.[!.]*; do remove "$entry"; done',
-        cmd("rm", "-f", own_link),
+        f"if [ -L {q(own_link)} ]; then rm -f {q(own_link)}; fi",  # only after a failed switch
         # A run killed between `ln` and `mv` left its link: ours only if it is one.
         f"for link in {q(layout.root)}/.current.{_OWN_LINK}; do"
         f' if [ -L "$link" ]; then case "$(readlink "$link")" in {q(layout.releases + "/")}*)'
