@@ -15,9 +15,11 @@ from typing import Any
 import yaml
 
 # Keys of our playbook that change nothing a peer must do (or that the peers do their own way:
-# batches, parallelism, release pruning).
+# batches, parallelism, release pruning, how the release reaches the hosts, notifications).
 _IGNORED = {
     "application",
+    "artifacts",
+    "notify",
     "keep_releases",
     "source",
     "strategy",
