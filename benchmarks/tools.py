@@ -13,11 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peer_settings import app_settings, write_ansible_vars, write_pyinfra_data
 from benchmarks.projects import Projects, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 OUR_BIN = ROOT / ".venv" / "bin"
 PEERS_BIN = ROOT / "benchmarks" / ".peers-venv" / "bin"
+# ansible.posix (for ansible-sync), extracted there by benchmarks/run from the `ansible` package.
+PEERS_COLLECTIONS = PEERS_BIN.parent / "collections"
 
 SCENARIOS = ("first", "redeploy", "rollback")
 TOOLS = ("ours", "ansible", "pyinfra")  # and, on request, "pyinfra-sync", "ansible-sync"
@@ -105,6 +108,7 @@ class Ansible:
         self.control_dir = control_dir
         cfg = (self.p.ansible / "ansible.cfg").read_text()
         (self.p.ansible / "ansible.cfg").write_text(cfg.replace("@CONTROL_DIR@", str(control_dir)))
+        write_ansible_vars(app_settings(self.p.ours / "playbooks" / "deploy.yml"), self.p.ansible)
         self.history: list[str] = []
 
     def invocation(self, scenario: str, size: int, seq: int) -> Invocation:
@@ -113,6 +117,7 @@ class Ansible:
         env["ANSIBLE_CONFIG"] = str(self.p.ansible / "ansible.cfg")
         env["ANSIBLE_HOME"] = str(self.p.ansible / ".ansible-home")
         env["ANSIBLE_FORCE_COLOR"] = "0"
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(PEERS_COLLECTIONS)
         self.control_dir.mkdir(parents=True, exist_ok=True)
         inventory = f"inventories/{env_name(size)}.yml"
         playbook = str(PEERS_BIN / "ansible-playbook")
@@ -161,6 +166,7 @@ class Pyinfra:
     def __init__(self, projects: Projects) -> None:
         self.p = projects
         self.history: list[str] = []
+        write_pyinfra_data(app_settings(self.p.ours / "playbooks" / "deploy.yml"), self.p.pyinfra)
 
     def invocation(self, scenario: str, size: int, seq: int) -> Invocation:
         env = _base_env()
@@ -194,8 +200,9 @@ class Pyinfra:
 
 
 class PyinfraSync(Pyinfra):
-    """pyinfra sending only changed files (`files.sync` into a cached copy on each host):
-    the fairness row next to our delta uploads (issue 18). `--tools ...,pyinfra-sync`."""
+    """pyinfra sending only changed files (`files.rsync` into a cached copy on each host,
+    hard-linked into the release): the fairness row next to our delta uploads (issue 18).
+    `--tools ...,pyinfra-sync`. Needs rsync on the controller and the hosts."""
 
     name = "pyinfra-sync"
 
@@ -209,8 +216,8 @@ class PyinfraSync(Pyinfra):
 
 class AnsibleSync(Ansible):
     """Ansible sending only changed files (`ansible.posix.synchronize` into a cached copy on
-    each host). Needs the ansible.posix collection (`pip install ansible` into the peers'
-    venv) and rsync in the host image: see peers/ansible/deploy-sync.yml. Not run yet."""
+    each host, hard-linked into the release): see peers/ansible/deploy-sync.yml. Needs the
+    ansible.posix collection (PEERS_COLLECTIONS) and rsync on the controller and the hosts."""
 
     name = "ansible-sync"
 
@@ -255,7 +262,9 @@ def versions() -> dict[str, str]:
             ]
         ),
         "ansible-core": out([str(PEERS_BIN / "ansible-playbook"), "--version"]).splitlines()[0],
+        "ansible.posix (ansible-sync)": _collection_version("ansible", "posix"),
         "pyinfra": out([str(PEERS_BIN / "pyinfra"), "--version"]),
+        "rsync (controller, the -sync rows)": (out(["rsync", "--version"]) or "?").splitlines()[0],
         "python (peers)": out(
             [str(PEERS_BIN / "python"), "-c", "import sys; print(sys.version.split()[0])"]
         ),
@@ -264,6 +273,14 @@ def versions() -> dict[str, str]:
         ),
         "OpenSSH client (Ansible, stream baseline)": out(["ssh", "-V"]),
     }
+
+
+def _collection_version(namespace: str, name: str) -> str:
+    manifest = PEERS_COLLECTIONS / "ansible_collections" / namespace / name / "MANIFEST.json"
+    try:
+        return str(json.loads(manifest.read_text())["collection_info"]["version"])
+    except (OSError, ValueError, KeyError):
+        return "not installed"
 
 
 def remove(paths: list[Path]) -> None:

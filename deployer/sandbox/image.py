@@ -30,7 +30,8 @@ __all__ = ["IMAGE_REPOSITORY", "SandboxError", "ensure_image", "image_name"]
 IMAGE_REPOSITORY = "deployer-host"
 SUITE = "bookworm"
 # What a deploy host needs: sshd, sudo, a Python with its full stdlib (python3-minimal lacks
-# http), curl for health checks on the host, and procps/iproute2 for pkill and ss.
+# http), curl for health checks on the host, procps/iproute2 for pkill and ss, and rsync for
+# the benchmark's Ansible row that sends only changed files (ansible.posix.synchronize).
 BASE_PACKAGES: tuple[str, ...] = (
     "openssh-server",
     "sudo",
@@ -39,6 +40,7 @@ BASE_PACKAGES: tuple[str, ...] = (
     "curl",
     "procps",
     "iproute2",
+    "rsync",
 )
 # Installed with apt inside the chroot after debootstrap: a load balancer and a SQLite CLI
 # for later tests; a few seconds on top of debootstrap.

@@ -1,74 +1,46 @@
 """The benchmark's deploy with pyinfra's own way of sending only what changed (issue 18's
-fairness row "pyinfra-sync"): `files.sync` keeps a cached copy of the release tree on each
-host up to date (it uploads the files whose sha1 differs, and removes the ones gone), then
-the host copies the cache into releases/<id>. The rest (shared dirs, config, batched
-switch + restart + health check) is deploy.py's, unchanged.
+fairness row "pyinfra-sync"): `files.rsync` keeps a cached copy of the release tree on each
+host up to date, then the host hard-links it into releases/<id> (Capistrano's remote cache).
+Hard links are safe: rsync writes a changed file to a temporary name and renames it over the
+old one (never in place), so a release linked to the old file keeps it. The rest (shared
+dirs, config files, migration, batched switch + restart + health check) is deploy.py's.
 
-Measured once (a smoke run at 5 hosts on a loaded machine, issue 18): the first deploy took
-635 s, sent 256 MB (its archive route: 124 MB) and 135 CPU-s of pyinfra, because
-`files.sync` asks each host for two facts per file (2,900 files). A redeploy pays the same
-per-file facts; it did not finish within that run's 15 minutes.
-
-The copy is `cp -a`, not hard links: `files.sync` rewrites a changed file in place, which
-would change every release linked to it. A first deploy sends the whole tree file by file.
+Why `files.rsync` and not `files.sync`: `files.sync` plans one `files.put` per file, and each
+asks the host for facts about its file (a separate command per fact over pyinfra's one SSH
+connection), then uploads changed files one by one over SFTP. With this release's ~2,900
+files that took 635 s for a first deploy to 5 hosts, and a redeploy pays the same per-file
+facts (issue 18's smoke run). pyinfra's issue #291 ("files.sync() is rather slow" with many
+files) is what `files.rsync` was added for; its docs mark it alpha. It runs the controller's
+`rsync` over the system ssh with the inventory's key, port and strict known_hosts. Flags:
+its default `-ax --delete`, plus compression at the level every tool uses (zlib level 1,
+the others' gzip -1).
 
     pyinfra -y inventories/nN.py deploy_sync.py \
         --data release_id=ID --data archive=/unused --data source_dir=/path/to/tree
 """
 
-from pyinfra import host, inventory
+import shlex
+
+from pyinfra import host, local
 from pyinfra.operations import files, server
 
-DEPLOY_TO = "/srv/benchapp"
-SHARED = f"{DEPLOY_TO}/shared"
-CACHE = f"{DEPLOY_TO}/cache"
-SHARED_DIRS = ("log", "run")
-APP_PORT = 8000
+deploy_to = host.data.deploy_to
+cache = f"{deploy_to}/cache"
+release_path = f"{deploy_to}/releases/{host.data.release_id}"
 
-release_id = host.data.release_id
-release_path = f"{DEPLOY_TO}/releases/{release_id}"
+files.directory(name="Create the releases directory", path=f"{deploy_to}/releases")
 
-files.directory(name="Create the releases directory", path=f"{DEPLOY_TO}/releases")
-
-files.sync(
+files.rsync(
     name="Sync the release tree into the cached copy (changed files only)",
-    src=host.data.source_dir,
-    dest=CACHE,
-    delete=True,
+    src=f"{host.data.source_dir}/",
+    dest=f"{cache}/",
+    flags=["-ax", "--delete", "--compress", "--compress-choice=zlib", "--compress-level=1"],
 )
 
 server.shell(
-    name="Copy the cached copy into the release",
-    commands=[f"rm -rf {release_path}", f"cp -a {CACHE} {release_path}"],
+    name="Link the cached copy into the release",
+    commands=[f"cp -al {shlex.quote(cache)} {shlex.quote(release_path)}"],
 )
 
-for shared_dir in SHARED_DIRS:
-    files.directory(name=f"Create shared/{shared_dir}", path=f"{SHARED}/{shared_dir}")
-    files.link(
-        name=f"Link shared/{shared_dir} into the release",
-        path=f"{release_path}/{shared_dir}",
-        target=f"{SHARED}/{shared_dir}",
-    )
-
-files.template(
-    name="Render the host's config",
-    src="templates/app.ini.j2",
-    dest=f"{release_path}/config/app.ini",
-    app_listen=host.data.ssh_hostname,
-    app_port=APP_PORT,
-    shared_path=SHARED,
-)
-
-batch = max(1, len(inventory) * 25 // 100)
-server.shell(
-    name="Switch, restart and health-check (batches of 25%)",
-    commands=[
-        f"ln -sfn {release_path} {DEPLOY_TO}/.current.tmp",
-        f"mv -T {DEPLOY_TO}/.current.tmp {DEPLOY_TO}/current",
-        f"{release_path}/bin/restart",
-        f"curl -fsS --retry 30 --retry-connrefused --retry-delay 1"
-        f" http://{host.data.ssh_hostname}:{APP_PORT}/health"
-        f' | grep -F \'"version": "{release_id}"\'',
-    ],
-    _parallel=batch,
-)
+local.include("release_tasks.py")  # shared dirs, config files, migration
+local.include("rollout.py")  # switch, restart, health check in batches of 25%
