@@ -29,6 +29,8 @@ keep_releases: 5
 
 source:
   path: app
+  # The same tree every peer ships: the Django app's vendored bytecode included.
+  keep_bytecode: true
 
 shared:
   dirs: [log, run]

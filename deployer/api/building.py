@@ -37,6 +37,7 @@ def build(
             subdir=source.subdir,
             work_dir=work_dir,
             now=now or release_time(),
+            keep_bytecode=source.keep_bytecode,
         )
     if ref is not None:
         raise ReleaseError(
@@ -46,7 +47,10 @@ def build(
         )
     assert source.path is not None
     return build_release(
-        source_dir=root / source.path, work_dir=work_dir, now=now or release_time()
+        source_dir=root / source.path,
+        work_dir=work_dir,
+        now=now or release_time(),
+        keep_bytecode=source.keep_bytecode,
     )
 
 

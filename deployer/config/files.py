@@ -16,7 +16,8 @@ _OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
 
 
 def parse_source(node: Node) -> Source:
-    fields = section_fields(node, ("path", "git", "ref", "subdir"))
+    fields = section_fields(node, ("path", "git", "ref", "subdir", "keep_bytecode"))
+    keep = fields["keep_bytecode"].boolean() if "keep_bytecode" in fields else False
     has_path, has_git = "path" in fields, "git" in fields
     if has_path == has_git:
         raise node.error(
@@ -27,12 +28,13 @@ def parse_source(node: Node) -> Source:
         for key in ("ref", "subdir"):
             if key in fields:
                 raise fields[key].error("only valid with 'git'")
-        return Source(path=fields["path"].text())
+        return Source(path=fields["path"].text(), keep_bytecode=keep)
     ref, subdir = fields.get("ref"), fields.get("subdir")
     return Source(
         git_repo=fields["git"].text(),
         ref=ref.text() if ref else None,
         subdir=relative_path(subdir) if subdir else None,
+        keep_bytecode=keep,
     )
 
 

@@ -81,6 +81,9 @@ class Source:
     git_repo: str | None = None  # repository path, relative to the project root
     ref: str | None = None  # default ref when --ref is not given
     subdir: str | None = None  # only this subdirectory of the repository
+    # Python bytecode (`__pycache__/`, `*.pyc`) is left out of releases unless this is set:
+    # set it when the source ships bytecode compiled for the hosts (vendored dependencies).
+    keep_bytecode: bool = False
 
 
 @dataclass(frozen=True)

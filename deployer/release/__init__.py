@@ -168,12 +168,13 @@ def _source_tree(
     ref: str | None,
     sub: str | None,
     work_dir: Path,
+    keep_bytecode: bool,
 ) -> tuple[Tree, str | None]:
     if git_repo is not None:
         if not git_repo.is_dir():
             raise ReleaseError(f"git repository not found: {git_repo}")
         commit = _resolve_commit(git_repo, "HEAD" if ref is None else ref)
-        return GitTree(git_repo, commit, sub), commit
+        return GitTree(git_repo, commit, sub, keep_bytecode=keep_bytecode), commit
     assert source_dir is not None
     if not source_dir.is_dir():
         raise ReleaseError(f"release source directory not found: {source_dir}")
@@ -184,7 +185,7 @@ def _source_tree(
         raise ReleaseError(f"source subdir {sub!r} is not a directory in {source_dir}")
     # A work_dir inside the source holds earlier artifacts: never pack those.
     own = os.path.relpath(os.path.realpath(work_dir), os.path.realpath(root))
-    return DirTree(root, exclude=[own]), None
+    return DirTree(root, exclude=[own], keep_bytecode=keep_bytecode), None
 
 
 def build_release(
@@ -195,6 +196,7 @@ def build_release(
     subdir: str | None = None,
     work_dir: Path,
     now: datetime | None = None,
+    keep_bytecode: bool = False,
 ) -> Release:
     """Build `work_dir/release.tar.gz` from a directory or a git ref, after checking every path."""
     if (source_dir is None) == (git_repo is None):
@@ -209,7 +211,7 @@ def build_release(
     sub = _check_subdir(subdir) if subdir is not None else None
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    tree, commit = _source_tree(source_dir, git_repo, ref, sub, work_dir)
+    tree, commit = _source_tree(source_dir, git_repo, ref, sub, work_dir, keep_bytecode)
     entries = tree.entries()  # every member checked before anything is packed
     out = work_dir / ARCHIVE_NAME
     try:

@@ -20,7 +20,7 @@ from typing import IO, Literal, Protocol
 from deployer.errors import ReleaseError
 from deployer.release._common import _CHUNK, MANIFEST, REVISION
 
-_SKIP_NAMES = frozenset({".git", "__pycache__"})
+_BYTECODE_DIR = "__pycache__"
 # sha256sum escapes these in its format (and strips a trailing \r), so they cannot be listed.
 _UNLISTABLE = re.compile(r"[\n\r\\]")
 _MAX_LINK_HOPS = 40
@@ -67,8 +67,12 @@ def _check_rel_path(rel: str) -> str:
     return rel
 
 
-def _skipped(rel: str) -> bool:
-    return any(part in _SKIP_NAMES for part in rel.split("/")) or rel.endswith(".pyc")
+def _skipped(rel: str, keep_bytecode: bool = False) -> bool:
+    """Never packed: `.git`; Python bytecode too, unless the source asks to keep it."""
+    parts = rel.split("/")
+    if ".git" in parts:
+        return True
+    return not keep_bytecode and (_BYTECODE_DIR in parts or rel.endswith(".pyc"))
 
 
 def _link_escapes(rel: str, target: str, links: Mapping[str, str]) -> bool:
@@ -150,9 +154,12 @@ _SPECIAL = {
 class DirTree:
     """A local directory; symlinks are kept, never followed."""
 
-    def __init__(self, root: Path, *, exclude: Collection[str] = ()) -> None:
+    def __init__(
+        self, root: Path, *, exclude: Collection[str] = (), keep_bytecode: bool = False
+    ) -> None:
         self.root = root
         self._exclude = frozenset(exclude)
+        self._keep_bytecode = keep_bytecode
         self._entries: list[Entry] | None = None
 
     def _entry(self, rel: str, st: os.stat_result) -> Entry:
@@ -177,7 +184,7 @@ class DirTree:
                     raise _reject(rel_dir or ".", f"could not be listed: {exc.strerror}") from exc
                 for child in children:
                     rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-                    if _skipped(child.name) or rel in self._exclude:
+                    if _skipped(child.name, self._keep_bytecode) or rel in self._exclude:
                         continue
                     entry = self._entry(_check_rel_path(rel), child.stat(follow_symlinks=False))
                     found.append(entry)
@@ -217,9 +224,13 @@ class TarTree:
     """
 
     def __init__(
-        self, open_stream: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+        self,
+        open_stream: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
+        *,
+        keep_bytecode: bool = False,
     ) -> None:
         self._open_stream = open_stream
+        self._keep_bytecode = keep_bytecode
         self._entries: list[Entry] | None = None
         self._hardlinks: dict[str, str] = {}  # path -> the earlier member whose content it has
 
@@ -228,7 +239,7 @@ class TarTree:
             member = tar.next()
             while member is not None:
                 rel = member.name.rstrip("/")
-                if rel not in ("", ".") and not _skipped(_check_rel_path(rel)):
+                if rel not in ("", ".") and not _skipped(_check_rel_path(rel), self._keep_bytecode):
                     yield rel, member, tar
                 member = tar.next()
 
@@ -286,11 +297,13 @@ class TarTree:
 class GitTree(TarTree):
     """One commit (optionally one subdirectory of it) of a local git repository."""
 
-    def __init__(self, repo: Path, commit: str, subdir: str | None = None) -> None:
+    def __init__(
+        self, repo: Path, commit: str, subdir: str | None = None, *, keep_bytecode: bool = False
+    ) -> None:
         self.repo = repo
         self.commit = commit
         self.treeish = f"{commit}:{subdir}" if subdir else commit
-        super().__init__(self._archive)
+        super().__init__(self._archive, keep_bytecode=keep_bytecode)
 
     @contextlib.contextmanager
     def _archive(self) -> Iterator[IO[bytes]]:

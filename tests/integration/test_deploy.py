@@ -263,3 +263,26 @@ def test_rollback_after_a_limited_deploy_names_the_hosts_that_can_go_back(
     assert back.returncode == 0, back.stdout + back.stderr
     assert all(project.current(h) == first for h in HOSTS)
     assert_clean(project)
+
+
+def test_bytecode_reaches_the_hosts_only_when_the_source_keeps_it(project: Project) -> None:
+    """`source.keep_bytecode`: vendored bytecode compiled for the hosts is deployed (and
+    verified like every file); by default it is left out of the release."""
+    pycache = project.app / "vendor" / "__pycache__"
+    pycache.mkdir(parents=True)
+    (project.app / "vendor" / "lib.py").write_text("VALUE = 1\n")
+    (pycache / "lib.cpython-311.pyc").write_bytes(b"compiled for the hosts\n")
+
+    project.playbook(source={"path": "app", "keep_bytecode": True})
+    kept = project.deploy()
+    for host in HOSTS:
+        path = f"{APP_ROOT}/releases/{kept[host]}/vendor/__pycache__/lib.cpython-311.pyc"
+        assert project.sh(host, f"cat {path}") == "compiled for the hosts\n"
+
+    project.playbook(source={"path": "app"})
+    dropped = project.deploy()
+    for host in HOSTS:
+        assert dropped[host] != kept[host]
+        release = f"{APP_ROOT}/releases/{dropped[host]}"
+        assert project.sh(host, f"cat {release}/vendor/lib.py") == "VALUE = 1\n"
+        assert project.sh(host, f"find {release} -name '*.pyc' | wc -l").strip() == "0"

@@ -339,6 +339,15 @@ def test_missing_required_key_names_the_mapping(project: Path) -> None:
     assert error.message == "playbooks/deploy.yml:4: migrate: missing required key 'command'"
 
 
+def test_source_keep_bytecode(project: Path) -> None:
+    base = "application: app\ndeploy_to: /srv/app\n"
+    assert load(project, base + "source: {path: .}\n").source.keep_bytecode is False
+    kept = load(project, base + "source: {path: ., keep_bytecode: true}\n").source
+    assert kept.keep_bytecode is True
+    error = error_of(project, base + "source: {path: ., keep_bytecode: sometimes}\n")
+    assert error.message.startswith("playbooks/deploy.yml:3: source.keep_bytecode: expected")
+
+
 def test_source_needs_exactly_one_of_path_or_git(project: Path) -> None:
     base = "application: app\ndeploy_to: /srv/app\n"
     error = error_of(project, base + "source: {path: ., git: .}\n")

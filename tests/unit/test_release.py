@@ -95,6 +95,21 @@ def test_dir_source_archive_unpacks_and_verifies_with_sha256sum(tmp_path: Path) 
     assert not (tree / "app" / "stale.pyc").exists()
 
 
+def test_bytecode_is_kept_only_when_the_source_asks(tmp_path: Path) -> None:
+    """Vendored dependencies compiled for the hosts: without their bytecode every process
+    started from the release compiles them again (and cannot write it back)."""
+    src = make_tree(tmp_path / "src")
+    rel = build_release(source_dir=src, work_dir=tmp_path / "work", now=NOW, keep_bytecode=True)
+    assert {"app/__pycache__/main.cpython-311.pyc", "app/stale.pyc"} <= set(rel.files)
+    tree = extract(rel.archive, tmp_path / "out")
+    assert (tree / "app" / "__pycache__" / "main.cpython-311.pyc").read_bytes() == b"\0"
+    assert sha256sum_check(tree).returncode == 0
+    assert not (tree / ".git").exists()  # never packed, whatever the setting
+    default = build_release(source_dir=src, work_dir=tmp_path / "w2", now=NOW)
+    assert not any(path.endswith(".pyc") for path in default.files)
+    assert default.id != rel.id  # a different tree, a different release
+
+
 def test_dir_source_revision_manifest_and_id(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     rel = build_release(source_dir=src, work_dir=tmp_path / "work", now=NOW)
