@@ -11,7 +11,7 @@ from deployer import phases
 from deployer.analysis.step import analyze_step
 from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
-from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
+from deployer.events import BatchFinished, BatchStarted, EventBus, Notice
 from deployer.history import rollback_target
 from deployer.hooks import run_hooks
 from deployer.locking import lock_fleet
@@ -45,18 +45,7 @@ def deploy(
     started = time.monotonic()
     state = DeployState()
     hosts = list(plan.hosts)
-    bus.emit(
-        RunStarted(
-            run_id=plan.run_id,
-            action="deploy",
-            env=plan.env,
-            release=plan.release_id,
-            hosts=[h.name for h in hosts],
-            batches=plan.batches,
-            source=release.source or release.commit or "",
-            built_at=release.mtime,
-        )
-    )
+    bus.emit(phases.deploy_started(plan, release, plan.batches))
     with opening(plan, runner, bus, state, started):
         locked = lock_fleet(
             runner,

@@ -17,7 +17,7 @@ from typing import Any
 from deployer.artifacts.transfer import publication
 from deployer.delta import Baseline, Delta, build_delta
 from deployer.errors import DeployerError, DeployFailed, PreflightError, RemoteCommandError
-from deployer.events import EventBus, Notice, RunFinished
+from deployer.events import EventBus, Notice, RunFinished, RunStarted
 from deployer.facts import HostFacts
 from deployer.finishing import finish_hosts
 from deployer.history import Record, releases_to_prune
@@ -487,4 +487,20 @@ def deploy_record(plan: DeployPlan, previous: str | None, result: str) -> Record
         started=plan.started,
         ended=now,
         committed=plan.committed,
+    )
+
+
+def deploy_started(
+    plan: DeployPlan, release: Release, batches: Sequence[Sequence[str]] = ()
+) -> RunStarted:
+    """The RunStarted event of a deploy (rolling, canary or blue-green) of `release`."""
+    return RunStarted(
+        run_id=plan.run_id,
+        action="deploy",
+        env=plan.env,
+        release=plan.release_id,
+        hosts=[h.name for h in plan.hosts],
+        batches=batches,
+        source=release.source or release.commit or "",
+        built_at=release.mtime,
     )

@@ -13,7 +13,7 @@ from dataclasses import replace
 from deployer import phases
 from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
-from deployer.events import BatchFinished, BatchStarted, EventBus, Notice, RunStarted
+from deployer.events import BatchFinished, BatchStarted, EventBus, Notice
 from deployer.finishing import finish_hosts
 from deployer.history import Record, releases_to_prune, rollback_target
 from deployer.hooks import run_hooks
@@ -43,17 +43,7 @@ def deploy(
     started = time.monotonic()
     state = DeployState()
     hosts = list(plan.hosts)
-    bus.emit(
-        RunStarted(
-            run_id=plan.run_id,
-            action="deploy",
-            env=plan.env,
-            release=plan.release_id,
-            hosts=[h.name for h in hosts],
-            source=release.source or release.commit or "",
-            built_at=release.mtime,
-        )
-    )
+    bus.emit(phases.deploy_started(plan, release))
     with opening(plan, runner, bus, state, started):
         keep = plan.playbook.keep_releases
         locked = lock_fleet(
