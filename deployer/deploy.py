@@ -1,13 +1,14 @@
 """The rolling and canary deploy flow: lock → stage everywhere → migrate once → switch in
 health-checked batches (a canary bakes between steps) → finish (history, prune, unlock); on
 failure, revert what was switched and clean up so every host stays on a complete release.
-The steps themselves live in `phases.py`, shared with blue-green. Emits events; never prints."""
+The steps themselves live in `phases.py` and `staging.py`, shared with blue-green. Emits
+events; never prints."""
 
 from __future__ import annotations
 
 import time
 
-from deployer import phases
+from deployer import phases, staging
 from deployer.analysis.step import analyze_step
 from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
@@ -71,7 +72,7 @@ def deploy(
     }
     try:
         run_hooks(runner, plan, "before_stage", hosts)
-        phases.stage(plan, release, runner, state, bus)
+        staging.stage(plan, release, runner, state, bus)
         run_hooks(runner, plan, "after_stage", hosts)
         phases.migrate(plan, runner, state, bus)
         switched_at = time.time()  # the watch's baseline ends here

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from deployer import phases
+from deployer import phases, staging
 from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice
@@ -83,7 +83,7 @@ def deploy(
     )
     try:
         run_hooks(runner, target, "before_stage", idle_hosts)
-        phases.stage(target, release, runner, state, bus)
+        staging.stage(target, release, runner, state, bus)
         run_hooks(runner, target, "after_stage", idle_hosts)
         phases.migrate(target, runner, state, bus)
         names = traffic.members[idle]
