@@ -66,8 +66,7 @@ def test_a_text_holding_no_secret_is_not_searched_once_per_secret() -> None:
             times.append(time.process_time() - started)
         return min(times)
 
-    one_search = best(lambda: text.replace(f"{PREFIX}{token}0001", MASK))
-    assert redact(text) == text
-    # Searching for each of the 400 was about 400 searches; now one per distinct beginning
-    # (these share one; other tests' secrets add a few more).
-    assert best(lambda: redact(text)) < 60 * one_search
+    assert redact(text) == text == naive(text)
+    # Searching for each of the 400 (and other tests' secrets) was a search per secret; now
+    # one per distinct beginning: these 400 share one.
+    assert best(lambda: redact(text)) < best(lambda: naive(text)) / 4
