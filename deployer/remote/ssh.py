@@ -188,7 +188,8 @@ class SSHTransport:
             where = f"{conn.host}:{conn.port}"
             if conn.host != endpoint.address:
                 where += f" ({endpoint.address} in ~/.ssh/config)"
-        conn.client = KeyCachingClient(self._key_files)  # Fabric's own, reading keys once
+        # The client Fabric makes (a plain SSHClient), but reading each key file once per run.
+        conn.client = KeyCachingClient(self._key_files)
         # No key is given to paramiko, so it asks the policy about every key it is shown.
         known = files.keys_for(host_key_name(conn.host, int(conn.port)), self._known_hosts)
         if disabled := disabled_algorithms(known):  # only the key types pinned are offered
