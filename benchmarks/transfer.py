@@ -160,13 +160,14 @@ def measure_one(
 def render(record: dict[str, Any]) -> str:
     rows = record["rows"]
     archive = next((r["archive_bytes"] for r in rows if r["archive_bytes"]), None)
+    archive_mb = f"{archive / 1e6:.1f} MB" if archive else "size unknown"
     out = [
         "# Transfer modes: SSH push vs artifact store (issue 18)",
         "",
         f"Produced by `{record['command']}` ({record['started']}). One first deploy per mode and"
         f" size of the benchmark release ({record['tree']['files']} files,"
         f" {record['tree']['bytes'] / 1e6:.1f} MB; archive"
-        f" {archive / 1e6:.1f} MB) with `serial: 25%`, `parallel: 40`. Sent = TCP payload the"
+        f" {archive_mb}) with `serial: 25%`, `parallel: 40`. Sent = TCP payload the"
         " deploying machine's connections had acknowledged (hosts' sshd + the store); CPU ="
         " user + system seconds of `invoke deploy` and its children (the archive build"
         " included). The store is moto's server on loopback, standing in for S3.",

@@ -16,7 +16,7 @@ import hmac
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,6 +30,7 @@ __all__ = [
     "USER_DEFAULTS",
     "HostKeyPolicy",
     "KnownHostsFiles",
+    "KnownHostsReader",
     "KnownKey",
     "Verdict",
     "disabled_algorithms",
@@ -92,15 +93,13 @@ class KnownHostsFiles:
         write = first[0] if first else (user[0] if user else _path(USER_DEFAULTS[0]))
         return cls(write, read)
 
-    def keys_for(self, name: str) -> list[KnownKey]:
-        """Every line of every readable file that applies to `name` (see host_key_name)."""
+    def keys_for(self, name: str, reader: KnownHostsReader | None = None) -> list[KnownKey]:
+        """Every line of every readable file that applies to `name` (see host_key_name).
+        `reader` keeps each file parsed between hosts (a fresh one reads them now)."""
+        reader = reader or KnownHostsReader()
         found: list[KnownKey] = []
         for path in self.read:
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:  # absent or unreadable, as OpenSSH treats it
-                continue
-            found.extend(parse_known_hosts(text, str(path), name))
+            found.extend(reader.parsed(path).keys_for(name))
         return found
 
     def describe(self) -> str:
@@ -115,7 +114,11 @@ def host_key_name(hostname: str, port: int) -> str:
 def parse_known_hosts(text: str, file: str, name: str) -> list[KnownKey]:
     """The lines of one file that apply to `name`. Malformed lines and `@cert-authority`
     lines (host certificates are not supported) are skipped, as OpenSSH skips bad lines."""
-    found = []
+    return [key for patterns, key in _parse(text, file) if _matches(patterns, name)]
+
+
+def _parse(text: str, file: str) -> Iterator[tuple[str, KnownKey]]:
+    """Every usable line of a file: its host patterns and its key."""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -126,14 +129,60 @@ def parse_known_hosts(text: str, file: str, name: str) -> list[KnownKey]:
             if marker not in ("@revoked", "@cert-authority"):
                 continue
         fields = line.split()
-        if marker == "@cert-authority" or len(fields) < 3 or not _matches(fields[0], name):
+        if marker == "@cert-authority" or len(fields) < 3:
             continue
         try:
             blob = base64.b64decode(fields[2], validate=True)
         except (binascii.Error, ValueError):
             continue
-        found.append(KnownKey(fields[1], blob, f"{file}:{number}", marker == "@revoked"))
-    return found
+        yield fields[0], KnownKey(fields[1], blob, f"{file}:{number}", marker == "@revoked")
+
+
+class ParsedFile:
+    """One known_hosts file, parsed: lines naming hosts literally are found by name, the
+    others (wildcards, `!` negation, hashed names) are matched one by one, as before. A
+    fleet's file has a line per host: looking each host up by scanning it cost every
+    connection the whole file."""
+
+    def __init__(self, lines: Iterable[tuple[str, KnownKey]]) -> None:
+        self._literal: dict[str, list[tuple[int, KnownKey]]] = {}
+        self._patterned: list[tuple[int, str, KnownKey]] = []
+        for index, (patterns, key) in enumerate(lines):
+            names = patterns.split(",")
+            if any(n.startswith(("!", "|")) or "*" in n or "?" in n for n in names):
+                self._patterned.append((index, patterns, key))
+                continue
+            for name in dict.fromkeys(n.lower() for n in names):
+                self._literal.setdefault(name, []).append((index, key))
+
+    def keys_for(self, name: str) -> list[KnownKey]:
+        """The lines that apply to `name`, in file order (what parse_known_hosts finds)."""
+        found = list(self._literal.get(name.lower(), ()))
+        found += [(i, key) for i, patterns, key in self._patterned if _matches(patterns, name)]
+        return [key for _, key in sorted(found, key=lambda item: item[0])]
+
+
+class KnownHostsReader:
+    """Parses each known_hosts file once per run: every connection still reads the file, and
+    the file is parsed again whenever its text changed (a key accepted with
+    --accept-new-host-keys, an edit during the run), so every connection is judged against
+    the file exactly as it is when the connection is made."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, tuple[str, ParsedFile]] = {}
+        self._lock = threading.Lock()
+
+    def parsed(self, path: Path) -> ParsedFile:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:  # absent or unreadable, as OpenSSH treats it
+            text = ""
+        with self._lock:
+            kept = self._files.get(path)
+            if kept is None or kept[0] != text:
+                kept = (text, ParsedFile(_parse(text, str(path))))
+                self._files[path] = kept
+            return kept[1]
 
 
 def judge(known: Iterable[KnownKey], blob: bytes) -> tuple[Verdict, KnownKey | None]:

@@ -30,9 +30,11 @@ from deployer.config.model import Host
 from deployer.errors import ConfigError, DeployerError, HostKeyError, TransportError
 from deployer.remote.ciphers import aead_first_transport
 from deployer.remote.jump import Endpoint, parse_jump, proxy_jump
+from deployer.remote.keyfiles import KeyCachingClient, KeyFiles
 from deployer.remote.known_hosts import (
     HostKeyPolicy,
     KnownHostsFiles,
+    KnownHostsReader,
     disabled_algorithms,
     host_key_name,
 )
@@ -70,8 +72,10 @@ class SSHTransport:
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._failed: dict[str, DeployerError] = {}  # by connect(), for the next use
-        # Read once per run, not once per host.
+        # Read once per run, not once per host (each again if it changes during the run).
         self._config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
+        self._key_files = KeyFiles()
+        self._known_hosts = KnownHostsReader()
 
     # ------------------------------------------------------------------ connecting
 
@@ -184,8 +188,10 @@ class SSHTransport:
             where = f"{conn.host}:{conn.port}"
             if conn.host != endpoint.address:
                 where += f" ({endpoint.address} in ~/.ssh/config)"
+        # The client Fabric makes (a plain SSHClient), but reading each key file once per run.
+        conn.client = KeyCachingClient(self._key_files)
         # No key is given to paramiko, so it asks the policy about every key it is shown.
-        known = files.keys_for(host_key_name(conn.host, int(conn.port)))
+        known = files.keys_for(host_key_name(conn.host, int(conn.port)), self._known_hosts)
         if disabled := disabled_algorithms(known):  # only the key types pinned are offered
             conn.connect_kwargs["disabled_algorithms"] = {"keys": disabled}
         conn.client.set_missing_host_key_policy(

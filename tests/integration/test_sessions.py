@@ -3,6 +3,8 @@ from the deployer's events: one SSH connection per host, and one exec session pe
 
 from __future__ import annotations
 
+import builtins
+import os
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import paramiko
 import pytest
 from paramiko.packet import Packetizer
 
+from deployer.remote import known_hosts
 from deployer.remote.shell import Script, Stdin
 from deployer.remote.ssh import SSHTransport
 from deployer.sandbox import Fleet
@@ -89,3 +92,36 @@ def test_connections_negotiate_aes_gcm_so_a_pushed_byte_costs_less_cpu(project: 
         )
     finally:
         transport.close()
+
+
+def test_a_run_reads_its_private_key_and_known_hosts_once_not_once_per_host(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 18: paramiko read and parsed the key file as RSA, ECDSA then Ed25519 for every
+    # connection (three reads per host), and every connection parsed the whole known_hosts.
+    hosts = project.load().hosts
+    key = os.path.expanduser(hosts[0].key_file or "")
+    opened: list[str] = []
+    real = builtins.open
+
+    def counted(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counted)
+    parses: list[str] = []
+    parse = known_hosts._parse  # noqa: SLF001
+    monkeypatch.setattr(
+        known_hosts, "_parse", lambda text, file: parses.append(file) or parse(text, file)
+    )
+    since = time.time()
+    transport = SSHTransport()
+    try:
+        for host in hosts:
+            assert transport.run(host, Script("probe", ("true",)), timeout=30).ok
+    finally:
+        transport.close()
+    counts = project.fleet.sshd_counts(since)
+    assert [counts[h.name]["connections"] for h in hosts] == [1] * len(hosts)
+    assert len(hosts) == 4 and opened.count(key) == 3  # once per key type tried, was 12
+    assert parses.count(hosts[0].known_hosts_file or "") == 1
