@@ -24,7 +24,6 @@ from deployer.api.wiring import (
     notifying,
     traffic_plan,
 )
-from deployer.deploy import deploy as run_deploy
 from deployer.drill import DrillResult, Smoke
 from deployer.drill import drill as run_drill
 from deployer.dryrun import describe, describe_traffic
@@ -40,6 +39,7 @@ from deployer.runner import new_run_id, utc_now
 from deployer.strategies.bluegreen.deploy import deploy as run_blue_green
 from deployer.strategies.bluegreen.rollback import rollback as run_blue_green_rollback
 from deployer.strategies.drain import describe_drain
+from deployer.strategies.rolling import deploy as run_deploy
 
 
 def deploy(

@@ -17,9 +17,7 @@ from deployer.config.render import render, render_file
 from deployer.errors import ConfigError
 from deployer.plan import DeployPlan, HostPlan, canary_batches, compute_batches
 from deployer.remote import drain as drain_scripts
-
-# Shared with blue-green's planning until the strategies move into this package.
-from deployer.traffic import _lb_hosts, _upstream_host, lb_variables_and_dest
+from deployer.strategies.balancers import lb_hosts, lb_variables_and_dest, upstream_host
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ def plan_drain(
             hint=hint,
         )
 
-    lb_names = _lb_hosts(inventory, lb.hosts)
+    lb_names = lb_hosts(inventory, lb.hosts)
     if not lb_names:
         raise error(
             f"{lb.hosts!r} is no host or group of {inventory.path}",
@@ -168,7 +166,7 @@ def _plan_lb(
     lb = drain.load_balancer
     assert lb.reload is not None  # required by the loader
     variables, dest = lb_variables_and_dest(apps, lb, hp, inventory)
-    upstream = [_upstream_host(h, playbook, apps, inventory, lb.template) for h in apps.hosts]
+    upstream = [upstream_host(h, playbook, apps, inventory, lb.template) for h in apps.hosts]
     template = templates_dir / lb.template
     cache: dict[frozenset[str], bytes] = {}
 

@@ -16,7 +16,7 @@ from deployer.history import Record, parse_records
 from deployer.plan import build_plan
 from deployer.remote import lb
 from deployer.remote.scripts import Layout
-from deployer.traffic import TrafficPlan, color_plan, live_color, plan_traffic
+from deployer.strategies.bluegreen.traffic import TrafficPlan, color_plan, live_color, plan_traffic
 
 INVENTORY = """
 all:

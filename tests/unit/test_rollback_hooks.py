@@ -20,7 +20,7 @@ from deployer.remote.transport import Result
 from deployer.rollback import rollback
 from deployer.runner import Runner
 from deployer.strategies.bluegreen.rollback import rollback as blue_green_rollback
-from deployer.traffic import plan_traffic
+from deployer.strategies.bluegreen.traffic import plan_traffic
 from tests.unit.test_blue_green import INVENTORY as BG_INVENTORY
 from tests.unit.test_blue_green import PLAYBOOK as BG_PLAYBOOK
 from tests.unit.test_blue_green import UPSTREAM

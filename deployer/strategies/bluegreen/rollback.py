@@ -20,7 +20,7 @@ from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.runner import Runner, failures
 from deployer.strategies.bluegreen.switch import color_release, switch_traffic, traffic_record
-from deployer.traffic import TrafficPlan, live_color
+from deployer.strategies.bluegreen.traffic import TrafficPlan, live_color
 
 
 def rollback(
