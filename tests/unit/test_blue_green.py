@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from deployer.config import parse_inventory_yaml, parse_playbook
+from deployer.config import parse_playbook
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, parse_records
-from deployer.plan import build_plan
 from deployer.remote import lb
 from deployer.remote.scripts import Layout
 from deployer.strategies.bluegreen.traffic import TrafficPlan, color_plan, live_color, plan_traffic
+from tests.unit.planning import RELEASE, load_balancer, plan_for, write_lb_template
 
 INVENTORY = """
 all:
@@ -39,14 +39,7 @@ health:
 strategy:
   kind: blue_green
   blue_green:
-    load_balancer:
-      hosts: lb
-      template: lb/upstream.conf.j2
-      dest: "/etc/nginx/conf.d/{{ application }}.conf"
-      validate: nginx -t -q
-      reload: nginx -s reload
-      verify_url: "http://{{ ansible_host }}:8080/health"
-"""
+""" + load_balancer("upstream.conf.j2")
 
 UPSTREAM = """\
 upstream {{ application }} { # {{ color }}
@@ -56,20 +49,8 @@ upstream {{ application }} { # {{ color }}
 
 
 def traffic_for(tmp_path: Path, inventory: str = INVENTORY, limit: set[str] | None = None):
-    (tmp_path / "lb").mkdir(exist_ok=True)
-    (tmp_path / "lb" / "upstream.conf.j2").write_text(UPSTREAM)
-    inv = parse_inventory_yaml(inventory, "inv.yml", "test")
-    book = parse_playbook(PLAYBOOK, "deploy.yml")
-    hosts = [h for h in inv.hosts if limit is None or h.name in limit]
-    plan = build_plan(
-        book,
-        hosts,
-        env="test",
-        release_id="20260101T000000Z-abcdef0",
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inv,
-    )
+    write_lb_template(tmp_path, "upstream.conf.j2", UPSTREAM)
+    plan, inv = plan_for(inventory, PLAYBOOK, tmp_path, RELEASE, limit=limit)
     return plan, plan_traffic(plan, inv, tmp_path)
 
 
