@@ -6,9 +6,18 @@ nothing."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from deployer.config.model import Inventory, LoadBalancer, Location, Playbook, Template
+from deployer.config.model import (
+    Health,
+    HttpCheck,
+    Inventory,
+    LoadBalancer,
+    Location,
+    Playbook,
+    Template,
+)
 from deployer.config.render import host_variables, render
 from deployer.errors import ConfigError
 from deployer.plan import DeployPlan, HostPlan
@@ -44,6 +53,30 @@ def lb_variables_and_dest(
             key_path=lb.dest.where.key_path,
         )
     return variables, dest
+
+
+def lb_verify(
+    lb: LoadBalancer,
+    hp: HostPlan,
+    health: Health,
+    variables: Mapping[str, Any],
+    *,
+    expect_version: bool,
+) -> tuple[HostPlan, Health] | None:
+    """Asking the load balancer itself after a reload (None without `verify_url`): its
+    HostPlan with health_url set to the rendered verify_url, and `health` for that URL."""
+    if lb.verify_url is None:
+        return None
+    check = HttpCheck(url=lb.verify_url, via="ssh", expect_version=expect_version)
+    url = render(lb.verify_url, variables).strip()
+    return replace(hp, health_url=url, health_command=None), replace(health, http=check)
+
+
+def lb_commands(lb: LoadBalancer, variables: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The load balancer's validate (when set) and reload commands, rendered for its host."""
+    assert lb.reload is not None  # required by the loader
+    validate = render(lb.validate, variables).strip() if lb.validate else None
+    return validate, render(lb.reload, variables).strip()
 
 
 def upstream_host(

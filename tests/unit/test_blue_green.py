@@ -119,6 +119,8 @@ def test_traffic_plan_splits_colors_and_renders_both_configs(tmp_path: Path) -> 
     assert b"127.0.0.2:8000" in lb1.configs["blue"]
     assert lb1.verify is not None
     assert lb1.verify[0].health_url == "http://127.0.0.6:8080/health"
+    check = lb1.verify[1].http  # the new color's release is what must answer
+    assert check is not None and check.via == "ssh" and check.expect_version
 
 
 def test_idle_color_plan_migrates_on_an_idle_host(tmp_path: Path) -> None:

@@ -150,6 +150,8 @@ def test_load_balancers_are_set_aside_and_batches_cut_from_the_app_hosts(tmp_pat
         "}\n"
     )
     assert lb.verify is not None and lb.verify[0].health_url == "http://127.0.0.6:8080/health"
+    check = lb.verify[1].http  # any release answering will do
+    assert check is not None and check.via == "ssh" and not check.expect_version
 
 
 def test_the_floor_keeps_a_batch_in_service_and_the_dry_run_says_so(tmp_path: Path) -> None:

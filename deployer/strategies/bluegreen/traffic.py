@@ -12,17 +12,22 @@ from pathlib import Path
 from deployer.config.model import (
     BlueGreen,
     Health,
-    HttpCheck,
     Inventory,
     Location,
 )
-from deployer.config.render import render, render_file
+from deployer.config.render import render_file
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, recorded_live_color
 from deployer.plan import DeployPlan, HostPlan
 from deployer.remote import lb as lb_scripts
 from deployer.remote.shell import Script
-from deployer.strategies.balancers import lb_hosts, lb_variables_and_dest, upstream_host
+from deployer.strategies.balancers import (
+    lb_commands,
+    lb_hosts,
+    lb_variables_and_dest,
+    lb_verify,
+    upstream_host,
+)
 
 TRAFFIC = "traffic"  # the history action of a traffic switch
 
@@ -162,7 +167,6 @@ def _plan_lb(
 ) -> LbPlan:
     playbook = plan.playbook
     lb = bg.load_balancer
-    assert lb.reload is not None  # required by the loader
     variables, dest = lb_variables_and_dest(plan, lb, hp, inventory)
     configs = {
         color: render_file(
@@ -178,23 +182,12 @@ def _plan_lb(
         ).encode()
         for color in bg.colors
     }
-    verify = None
-    if lb.verify_url is not None:
-        health = playbook.health
-        check = HttpCheck(
-            url=lb.verify_url,
-            via="ssh",
-            expect_version=bool(health.http and health.http.expect_version),
-        )
-        url = render(lb.verify_url, variables).strip()
-        verify = (replace(hp, health_url=url, health_command=None), replace(health, http=check))
+    health = playbook.health
+    expect = bool(health.http and health.http.expect_version)
+    verify = lb_verify(lb, hp, health, variables, expect_version=expect)
+    validate, reload = lb_commands(lb, variables)
     return LbPlan(
-        hp=hp,
-        dest=dest,
-        validate=render(lb.validate, variables).strip() if lb.validate else None,
-        reload=render(lb.reload, variables).strip(),
-        configs=configs,
-        verify=verify,
+        hp=hp, dest=dest, validate=validate, reload=reload, configs=configs, verify=verify
     )
 
 
