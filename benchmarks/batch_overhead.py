@@ -19,7 +19,8 @@ keeps the benchmark's bin/restart, which returns once the port is bound.
 
 `--finish` runs first deploys only (fleet reset before each) of a bigger tree (`--copies`
 times the generated one, ~3,000 files and 40 MB each) and reports every host's finish step.
-`--disk` keeps /srv on the container's own disk instead of a tmpfs.
+`--disk` keeps /srv on the container's own disk instead of a tmpfs. The deploys' events are
+read in batch_events.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import tree
+from benchmarks.batch_events import finish_steps, our_batches, trace_summary
 from benchmarks.projects import DEPLOY_TO, Host, env_name, write_projects
 from benchmarks.tools import OUR_BIN, _base_env, events
 from deployer.sandbox.fleet import Fleet, find_fleet, start_fleet
@@ -152,69 +154,6 @@ def host_times(fleet: Fleet, hosts: list[Host]) -> dict[str, tuple[float, float]
     return out
 
 
-def our_batches(
-    evs: list[dict[str, Any]], times: dict[str, tuple[float, float]]
-) -> list[dict[str, float]]:
-    """Per batch: switch start -> last host healthy, and BatchStarted -> BatchFinished; and
-    ours minus the app's own part: (switch start -> last healthy) - (first restart began ->
-    last bound), which the app's start-up time drops out of."""
-    rows: list[dict[str, float]] = []
-    started: dict[int, float] = {}
-    hosts: dict[int, set[str]] = {}
-    for e in evs:
-        if e.get("event") == "BatchStarted":
-            started[e["index"]] = e["at"]
-            hosts[e["index"]] = set(e["hosts"])
-    for index, names in sorted(hosts.items()):
-        switch = [
-            e["at"]
-            for e in evs
-            if e.get("event") == "StepStarted" and e["step"] == "switch" and e["host"] in names
-        ]
-        switched = [
-            e
-            for e in evs
-            if e.get("event") == "StepFinished" and e["step"] == "switch" and e["host"] in names
-        ]
-        healthy = [
-            e for e in evs if e.get("event") == "HealthChecked" and e["host"] in names and e["ok"]
-        ]
-        finished = [
-            e["at"] for e in evs if e.get("event") == "BatchFinished" and e["index"] == index
-        ]
-        began = min(times[n][0] for n in names)
-        bound = max(times[n][1] for n in names)
-        rows.append(
-            {
-                "switch_to_healthy": max(e["at"] for e in healthy) - min(switch),
-                "app_restart_to_bound": bound - began,
-                "above_app": (max(e["at"] for e in healthy) - min(switch)) - (bound - began),
-                "switch_to_restart": began - min(switch),
-                "bound_to_healthy": max(e["at"] for e in healthy) - bound,
-                "batch": finished[0] - started[index],
-                "switch_step_max": max(e["duration"] for e in switched),
-                "attempts_max": max(e["attempts"] for e in healthy),
-            }
-        )
-    return rows
-
-
-def finish_steps(evs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every host's finish step, and the controller's time around it."""
-    durations = [
-        e["duration"] for e in evs if e.get("event") == "StepFinished" and e["step"] == "finish"
-    ]
-    starts = [e["at"] for e in evs if e.get("event") == "StepStarted" and e["step"] == "finish"]
-    last_batch = max(e["at"] for e in evs if e.get("event") == "BatchFinished")
-    run_end = max(e["at"] for e in evs if e.get("event") == "RunFinished")
-    return {
-        "finish_min": round(min(durations), 3),
-        "finish_max": round(max(durations), 3),
-        "last_batch_to_first_finish": round(min(starts) - last_batch, 3),
-        "last_batch_to_run_finished": round(run_end - last_batch, 3),
-    }
-
-
 def _healthy(address: str) -> bool:
     try:
         with socket.create_connection((address, APP_PORT), timeout=1) as sock:
@@ -324,33 +263,6 @@ def finish_traces(fleet: Fleet, hosts: list[Host]) -> dict[str, list[tuple[float
                 lines.append((float(at), command[:60]))
         out[h.name] = lines
     return out
-
-
-def trace_summary(evs: list[dict[str, Any]], traces: dict[str, list[tuple[float, str]]]) -> dict:
-    """Per host: controller's StepStarted -> bash started, the script's own time, its slowest
-    command, and bash's end -> the controller's StepFinished."""
-    started = {
-        e["host"]: e["at"] for e in evs if e.get("event") == "StepStarted" and e["step"] == "finish"
-    }
-    ended = {
-        e["host"]: e["at"]
-        for e in evs
-        if e.get("event") == "StepFinished" and e["step"] == "finish"
-    }
-    per_host = {}
-    for host, lines in traces.items():
-        if not lines or host not in started:
-            continue
-        gaps = [(b[0] - a[0], a[1]) for a, b in zip(lines, lines[1:], strict=False)]
-        slowest = max(gaps, default=(0.0, ""))
-        per_host[host] = {
-            "to_bash": round(lines[0][0] - started[host], 3),
-            "script": round(lines[-1][0] - lines[0][0], 3),
-            "slowest": [round(slowest[0], 3), slowest[1]],
-            "after": round(ended[host] - lines[-1][0], 3),
-        }
-    worst = max(per_host.values(), key=lambda v: v["to_bash"] + v["script"] + v["after"])
-    return {"hosts_traced": len(per_host), "worst_host": worst}
 
 
 def run_finish(args: argparse.Namespace, fleet: Fleet, ours: Path) -> dict[str, Any]:

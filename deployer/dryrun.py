@@ -11,7 +11,7 @@ from deployer.release import Release
 from deployer.remote import lb as lb_scripts
 from deployer.remote import scripts
 from deployer.remote.shell import Script
-from deployer.traffic import TrafficPlan
+from deployer.strategies.bluegreen.traffic import TrafficPlan
 
 
 def describe(plan: DeployPlan, release: Release) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 from deployer import phases
@@ -64,6 +64,21 @@ def choose_targets(facts: dict[str, HostFacts], to: str | None, env: str) -> dic
     return targets
 
 
+def rollback_started(
+    plan: DeployPlan, target: str, batches: Sequence[Sequence[str]], *, run_id: str
+) -> RunStarted:
+    """The RunStarted event of a rollback (rolling or blue-green) of `plan`'s hosts to
+    `target`, as `phases.deploy_started` is a deploy's."""
+    return RunStarted(
+        run_id=run_id,
+        action="rollback",
+        env=plan.env,
+        release=target,
+        hosts=[h.name for h in plan.hosts],
+        batches=batches,
+    )
+
+
 def rollback(
     plan_for: PlanFor,
     runner: Runner,
@@ -94,16 +109,7 @@ def rollback(
     except DeployerError:
         release_locks(runner, hosts, run_id)
         raise
-    bus.emit(
-        RunStarted(
-            run_id=run_id,
-            action="rollback",
-            env=plan.env,
-            release=target,
-            hosts=[h.name for h in plan.hosts],
-            batches=plan.batches,
-        )
-    )
+    bus.emit(rollback_started(plan, target, plan.batches, run_id=run_id))
     came_from = dict(on)
     # Rollback hooks see the hosts that move; on_failure sees every host of the run.
     moving = rollback_hosts(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from deployer.api.building import build
@@ -20,6 +21,7 @@ from deployer.events import Checklist, Event, EventBus, Notice, Subscriber
 from deployer.plan import DeployPlan
 from deployer.preflight import (
     GitState,
+    LocalFacts,
     Policy,
     build_checklist,
     decide,
@@ -75,16 +77,7 @@ def preflight(
             # Hosts can still be asked when only a template file failed to render.
             with contextlib.suppress(ConfigError):
                 plan = loaded.plan(release.id, run_id, render_files=False)
-        local = local_facts(
-            plan,
-            release,
-            loaded.playbook,
-            env=loaded.env,
-            source=source_state(loaded, release),
-            notify_set=webhook_url_set(loaded),
-            notify_plain_http=webhook_url(loaded).lower().startswith("http://"),
-            config_errors=errors,
-        )
+        local = this_machine(loaded, plan, release, config_errors=errors)
         # Only the checklist (and notices) reach the reporters: no step-by-step noise.
         bus = EventBus()
         for reporter in options.reporters:
@@ -105,6 +98,22 @@ def preflight(
         checklist = decide(build_checklist(local, fleet), policy)
         bus.emit(checklist)
         return checklist
+
+
+def this_machine(
+    loaded: Loaded, plan: DeployPlan | None, release: Release, config_errors: Sequence[str] = ()
+) -> LocalFacts:
+    """The checklist's facts from this machine, for a deploy and for `invoke preflight`."""
+    return local_facts(
+        plan,
+        release,
+        loaded.playbook,
+        env=loaded.env,
+        source=source_state(loaded, release),
+        notify_set=webhook_url_set(loaded),
+        notify_plain_http=webhook_url(loaded).lower().startswith("http://"),
+        config_errors=config_errors,
+    )
 
 
 def only_checklist(reporter: Subscriber) -> Subscriber:

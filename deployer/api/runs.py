@@ -9,12 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from deployer.api.building import build, iso, rebuild, resumable_run
-from deployer.api.checklist import (
-    checklist_policy,
-    source_state,
-    webhook_url,
-    webhook_url_set,
-)
+from deployer.api.checklist import checklist_policy, this_machine
 from deployer.api.project import PLACEHOLDER_RELEASE, Loaded, is_production
 from deployer.api.wiring import (
     Options,
@@ -24,22 +19,19 @@ from deployer.api.wiring import (
     notifying,
     traffic_plan,
 )
-from deployer.deploy import deploy as run_deploy
 from deployer.drill import DrillResult, Smoke
 from deployer.drill import drill as run_drill
 from deployer.dryrun import describe, describe_traffic
 from deployer.errors import ConfigError, PreflightError
 from deployer.hooks import run_build_hooks
-from deployer.preflight import (
-    Checks,
-    local_facts,
-)
+from deployer.preflight import Checks
 from deployer.release import validate_release_id
 from deployer.rollback import rollback as run_rollback
 from deployer.runner import new_run_id, utc_now
 from deployer.strategies.bluegreen.deploy import deploy as run_blue_green
 from deployer.strategies.bluegreen.rollback import rollback as run_blue_green_rollback
 from deployer.strategies.drain import describe_drain
+from deployer.strategies.rolling import deploy as run_deploy
 
 
 def deploy(
@@ -94,15 +86,7 @@ def deploy(
                 + (describe_drain(drain) if drain else "")
             )
         run_build_hooks(plan.hosts, "after_build")
-        local = local_facts(
-            plan,
-            release,
-            loaded.playbook,
-            env=loaded.env,
-            source=source_state(loaded, release),
-            notify_set=webhook_url_set(loaded),
-            notify_plain_http=webhook_url(loaded).lower().startswith("http://"),
-        )
+        local = this_machine(loaded, plan, release)
         bus = event_bus(options, loaded.project.runs)
         runner = make_runner(loaded, options, bus)
         try:

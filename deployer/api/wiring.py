@@ -19,8 +19,8 @@ from deployer.remote.transport import Transport
 from deployer.reporters import RunRecorder
 from deployer.reporters.webhook import WebhookReporter
 from deployer.runner import Runner, new_run_id
+from deployer.strategies.bluegreen.traffic import TrafficPlan, plan_traffic
 from deployer.strategies.drain import DrainPlan, plan_drain
-from deployer.traffic import TrafficPlan, plan_traffic
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def check_rollback(local: LocalFacts, fleet: FleetFacts) -> CheckItem:
     )
     for name, facts in fleet.facts.items():
         current = facts.current
-        if current == local.release_id:  # resuming: as `deployer.deploy` decides
+        if current == local.release_id:  # resuming: as `strategies.rolling` decides
             current = rollback_target(facts.history, current)
         if current is None:
             continue  # first deploy on this host: nothing to return to

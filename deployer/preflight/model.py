@@ -100,7 +100,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Checks:
-    """The whole checklist for a deploy: local facts and the policy (see `deployer.deploy`)."""
+    """The whole checklist for a deploy: local facts and the policy (see strategies/rolling.py)."""
 
     local: LocalFacts
     policy: Policy = Policy()

@@ -12,14 +12,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deployer.config.model import Drain, Health, HttpCheck, Inventory, Location
-from deployer.config.render import render, render_file
+from deployer.config.model import Drain, Health, Inventory, Location
+from deployer.config.render import render_file
 from deployer.errors import ConfigError
 from deployer.plan import DeployPlan, HostPlan, canary_batches, compute_batches
 from deployer.remote import drain as drain_scripts
-
-# Shared with blue-green's planning until the strategies move into this package.
-from deployer.traffic import _lb_hosts, _upstream_host, lb_variables_and_dest
+from deployer.strategies.balancers import (
+    lb_commands,
+    lb_hosts,
+    lb_variables_and_dest,
+    lb_verify,
+    upstream_host,
+)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def plan_drain(
             hint=hint,
         )
 
-    lb_names = _lb_hosts(inventory, lb.hosts)
+    lb_names = lb_hosts(inventory, lb.hosts)
     if not lb_names:
         raise error(
             f"{lb.hosts!r} is no host or group of {inventory.path}",
@@ -166,9 +170,8 @@ def _plan_lb(
 ) -> DrainLb:
     playbook = apps.playbook
     lb = drain.load_balancer
-    assert lb.reload is not None  # required by the loader
     variables, dest = lb_variables_and_dest(apps, lb, hp, inventory)
-    upstream = [_upstream_host(h, playbook, apps, inventory, lb.template) for h in apps.hosts]
+    upstream = [upstream_host(h, playbook, apps, inventory, lb.template) for h in apps.hosts]
     template = templates_dir / lb.template
     cache: dict[frozenset[str], bytes] = {}
 
@@ -179,19 +182,13 @@ def _plan_lb(
         return cache[down]
 
     config(frozenset())  # every app host in service: template errors surface now
-    verify = None
-    if lb.verify_url is not None:
-        check = HttpCheck(url=lb.verify_url, via="ssh", expect_version=False)
-        url = render(lb.verify_url, variables).strip()
-        verify = (
-            replace(hp, health_url=url, health_command=None),
-            replace(playbook.health, http=check),
-        )
+    verify = lb_verify(lb, hp, playbook.health, variables, expect_version=False)
+    validate, reload = lb_commands(lb, variables)
     return DrainLb(
         hp=hp,
         dest=dest,
-        validate=render(lb.validate, variables).strip() if lb.validate else None,
-        reload=render(lb.reload, variables).strip(),
+        validate=validate,
+        reload=reload,
         render_config=config,
         verify=verify,
     )

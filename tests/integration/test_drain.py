@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,8 @@ from deployer.events import BatchStarted, CanaryAnalyzed, Event, Notice, StepFin
 from deployer.sandbox import Fleet
 from tests.integration.client import Client, Response, request
 from tests.integration.helpers import APP_ROOT, HOSTS, REPO, Project, make_project
+from tests.integration.measured import LATENCY_CANARY, new_version, run_measured, sample
 from tests.integration.nginx import Nginx
-from tests.integration.test_zero_downtime import new_version, run_measured
 
 
 @pytest.fixture
@@ -49,28 +51,7 @@ def drain_project(
 
 
 def canary_drain_project(root: Path, fleet: Fleet, nginx: Nginx) -> Project:
-    return drain_project(
-        root,
-        fleet,
-        nginx,
-        {
-            "kind": "canary",
-            "canary": {
-                "steps": [1, "50%"],
-                "bake": 3,
-                "analysis": {
-                    "url": "http://{{ app_listen }}:{{ app_port }}/",
-                    "interval": 0.1,
-                    "min_samples": 3,
-                    "latency_floor_ms": 250,
-                },
-            },
-        },
-    )
-
-
-def mixed_client(nginx: Nginx) -> Client:
-    return Client(nginx.url + "/health", post_every=2)
+    return drain_project(root, fleet, nginx, LATENCY_CANARY)
 
 
 def assert_nothing_failed_or_retried(client: Client, nginx: Nginx, since: float) -> None:
@@ -99,26 +80,59 @@ def assert_drained_hosts_got_nothing(project: Project, nginx: Nginx, events: lis
         assert served == [], f"{hosts} got requests while drained: {served[:5]}"
 
 
+@dataclass
+class Drained:
+    """What an operation run under traffic left: the client, the events, its outcome."""
+
+    client: Client
+    events: list[Event]
+    result: dict[str, str | None] = field(default_factory=dict)
+    failed: DeployFailed | None = None
+
+
+def run_drained(
+    project: Project,
+    nginx: Nginx,
+    operation: Callable[[api.Loaded, api.Options], object],
+    *,
+    fails: bool = False,
+) -> Drained:
+    """Run `operation` (api.deploy or api.rollback) on the project while GETs and POSTs go
+    through nginx all along; then no request failed or was retried, and no drained host got
+    one. A DeployFailed is kept only when the scenario `fails`; else it fails the test."""
+    client = Client(nginx.url + "/health", post_every=2)
+    result: dict[str, str | None] = {}
+    failed: list[DeployFailed] = []
+    since = time.time()
+
+    def run(events: list[Event]) -> None:
+        try:
+            out = operation(project.load(), api.Options(reporters=[events.append]))
+        except DeployFailed as exc:
+            if not fails:
+                raise
+            failed.append(exc)
+            return
+        assert isinstance(out, dict), out
+        result.update(out)
+
+    events = run_measured(client, run)
+    assert_nothing_failed_or_retried(client, nginx, since)
+    assert_drained_hosts_got_nothing(project, nginx, events)
+    return Drained(client, events, result, failed[0] if failed else None)
+
+
 def test_rolling_deploy_with_drain_fails_and_retries_no_get_or_post(
     clean_fleet: Fleet, nginx: Nginx, tmp_path: Path
 ) -> None:
     project = drain_project(tmp_path / "project", clean_fleet, nginx)
     old = project.deploy()["web1"]
     new_version(project, "drained")
-    client = mixed_client(nginx)
-    result: dict[str, str | None] = {}
-    since = time.time()
-
-    def deploy(events: list[Event]) -> None:
-        result.update(api.deploy(project.load(), api.Options(reporters=[events.append])))  # type: ignore[arg-type]
-
-    events = run_measured(client, deploy)
-    new = result["web1"]
-    assert new != old and set(result) == set(HOSTS)  # the load balancer is not deployed to
+    run = run_drained(project, nginx, api.deploy)
+    new = run.result["web1"]
+    assert new != old and set(run.result) == set(HOSTS)  # the load balancer is not deployed to
     assert project.current("web5") is None
-    assert_nothing_failed_or_retried(client, nginx, since)
-    assert set(client.versions()) == {old, new}
-    assert_drained_hosts_got_nothing(project, nginx, events)
+    assert set(run.client.versions()) == {old, new}
     assert "down" not in nginx.upstream().replace("marked `down`", "")  # every host is back
 
 
@@ -129,19 +143,11 @@ def test_rolling_rollback_with_drain_fails_and_retries_no_get_or_post(
     first = project.deploy()["web1"]
     new_version(project, "second")
     second = project.deploy()["web1"]
-    client = mixed_client(nginx)
-    since = time.time()
-
-    def rollback(events: list[Event]) -> None:
-        api.rollback(project.load(), api.Options(reporters=[events.append]))
-
-    events = run_measured(client, rollback)
+    run = run_drained(project, nginx, api.rollback)
     assert [project.current(h) for h in HOSTS] == [first] * 4
-    assert_nothing_failed_or_retried(client, nginx, since)
-    seen = client.versions()
+    seen = run.client.versions()
     assert seen[0] == second and seen[-1] == first
-    assert len([e for e in events if isinstance(e, StepStarted) and e.step == "drain"]) == 4
-    assert_drained_hosts_got_nothing(project, nginx, events)
+    assert len([e for e in run.events if isinstance(e, StepStarted) and e.step == "drain"]) == 4
 
 
 def test_promoted_canary_with_drain_fails_and_retries_no_get_or_post(
@@ -150,19 +156,10 @@ def test_promoted_canary_with_drain_fails_and_retries_no_get_or_post(
     project = canary_drain_project(tmp_path / "project", clean_fleet, nginx)
     old = project.deploy()["web1"]
     new_version(project, "canary")
-    client = mixed_client(nginx)
-    result: dict[str, str | None] = {}
-    since = time.time()
-
-    def deploy(events: list[Event]) -> None:
-        result.update(api.deploy(project.load(), api.Options(reporters=[events.append])))  # type: ignore[arg-type]
-
-    events = run_measured(client, deploy)
-    new = result["web1"]
-    assert new != old and set(result.values()) == {new}
-    assert_nothing_failed_or_retried(client, nginx, since)
-    assert any(isinstance(e, CanaryAnalyzed) and e.promote for e in events)
-    assert_drained_hosts_got_nothing(project, nginx, events)
+    run = run_drained(project, nginx, api.deploy)
+    new = run.result["web1"]
+    assert new != old and set(run.result.values()) == {new}
+    assert any(isinstance(e, CanaryAnalyzed) and e.promote for e in run.events)
 
 
 def test_rolled_back_canary_with_drain_fails_and_retries_no_get_or_post(
@@ -171,24 +168,12 @@ def test_rolled_back_canary_with_drain_fails_and_retries_no_get_or_post(
     project = canary_drain_project(tmp_path / "project", clean_fleet, nginx)
     old = project.deploy()["web1"]
     (project.app / "SLOW_MS").write_text("800\n")  # slow, not failing: only the analysis sees it
-    client = mixed_client(nginx)
-    failed: list[DeployFailed] = []
-    since = time.time()
-
-    def deploy(events: list[Event]) -> None:
-        try:
-            api.deploy(project.load(), api.Options(reporters=[events.append]))
-        except DeployFailed as exc:
-            failed.append(exc)
-
-    events = run_measured(client, deploy)
-    assert failed and "canary step 1/3 failed: p95 latency" in failed[0].message
+    run = run_drained(project, nginx, api.deploy, fails=True)
+    assert run.failed and "canary step 1/3 failed: p95 latency" in run.failed.message
     assert [project.current(h) for h in HOSTS] == [old] * 4
-    assert_nothing_failed_or_retried(client, nginx, since)
     # The canary left the load balancer twice: for its switch, and for its revert.
-    drained = [e for e in events if isinstance(e, Notice) and "drains web1" in e.text]
+    drained = [e for e in run.events if isinstance(e, Notice) and "drains web1" in e.text]
     assert len(drained) == 2
-    assert_drained_hosts_got_nothing(project, nginx, events)
 
 
 def test_slow_post_in_flight_when_its_host_is_drained_completes_with_its_full_response(
@@ -254,16 +239,11 @@ def test_load_balancer_refusing_the_drained_config_restarts_nothing(
     assert nginx.upstream() == before
     assert [project.current(h) for h in HOSTS] == [old] * 4
     assert {h: _pid(project, h) for h in HOSTS} == pids  # nothing restarted
-    with nginx_client(nginx) as client:
-        client.wait_for(12)
+    client = sample(nginx)
     assert client.failures() == [] and {r.version for r in client.responses} == {old}
     for host in HOSTS:
         assert not project.locked(host) and project.leftovers(host) == []
     assert project.sh("web5", f"ls -A {APP_ROOT} 2>/dev/null || true").strip() == ""
-
-
-def nginx_client(nginx: Nginx) -> Client:
-    return Client(nginx.url + "/health", post_every=2, max_requests=40)
 
 
 def _pid(project: Project, host: str) -> int:
@@ -295,8 +275,7 @@ def test_ctrl_c_while_a_batch_is_drained_puts_it_back(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0, out + err
     assert " down;" not in nginx.upstream(), out + err  # web1 is back in service
-    with nginx_client(nginx) as client:
-        client.wait_for(12)
+    client = sample(nginx)
     assert client.failures() == [], client.summary()
     assert {r.version for r in client.responses} <= {old, project.current("web1")}
     for host in HOSTS:

@@ -19,8 +19,9 @@ import pytest
 
 from deployer.sandbox import Fleet
 from tests.integration.helpers import HOSTS, Project, make_project
+from tests.integration.measured import pages_traffic
 from tests.integration.nginx import Nginx
-from tests.integration.prometheus import PagesClient, Prometheus
+from tests.integration.prometheus import Prometheus
 
 BAKE = 10
 # Traffic before a watched deploy: the watch's baseline is the fleet before the first switch,
@@ -78,13 +79,8 @@ def project(
     (p.app / "NOTE").write_text("the second release\n")
     nginx.start(HOSTS)
     prometheus.wait_scraped([f"{clean_fleet.host(h).address}:8000" for h in HOSTS])
-    client = PagesClient(nginx.url, interval=0.01, max_seconds=180)
-    client.start()
-    client.wait_for(50)
-    try:
+    with pages_traffic(nginx):
         yield p
-    finally:
-        client.stop()
 
 
 def run_record(project: Project) -> dict[str, object]:
@@ -327,9 +323,7 @@ def test_a_blue_green_release_failing_after_the_switch_is_switched_back_by_the_w
     )
     (project.app / "ERROR_PATHS").write_text("/api/items\n/api/cart\n")
     prometheus.wait_scraped([f"{clean_fleet.host(h).address}:8000" for h in BLUE])
-    client = PagesClient(nginx.url, interval=0.01, max_seconds=180)
-    with client:
-        client.wait_for(50)
+    with pages_traffic(nginx) as client:
         time.sleep(BASELINE_S)  # blue's baseline: real traffic before the switch
         done = project.invoke("deploy", "--env", "test")
     print(done.stdout + done.stderr)  # noqa: T201 (the docs quote it)

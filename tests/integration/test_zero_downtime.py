@@ -17,11 +17,9 @@ from deployer.events import CanaryAnalyzed, Event, Notice, RunFinished, StepStar
 from deployer.sandbox import Fleet
 from tests.integration.client import Client, Response
 from tests.integration.helpers import HOSTS, Project, make_project
+from tests.integration.measured import AFTER, LATENCY_CANARY, WARM_UP, new_version, run_measured
 from tests.integration.nginx import Nginx
 from tests.integration.test_blue_green import BLUE, GREEN, make_blue_green_project
-
-WARM_UP = 20  # responses before the operation starts, so "before" is really measured
-AFTER = 20  # responses after it ends
 
 
 @pytest.fixture
@@ -33,23 +31,6 @@ def rolling_project(tmp_path: Path, fleet: Fleet, nginx: Nginx) -> Project:
     project = make_project(tmp_path / "project", fleet, HOSTS)
     project.playbook(strategy={"serial": [1]})
     return project
-
-
-def new_version(project: Project, note: str) -> None:
-    (project.app / "VERSION_NOTE").write_text(note + "\n")
-
-
-def run_measured(client: Client, operation: object) -> list[Event]:
-    """Warm the client up, run `operation(events)` and let the client see its outcome."""
-    events: list[Event] = []
-    client.start()
-    try:
-        client.wait_for(WARM_UP)
-        operation(events)  # type: ignore[operator]
-        client.wait_for(len(client.responses) + AFTER)
-    finally:
-        client.stop()
-    return events
 
 
 def assert_no_failures(client: Client, nginx: Nginx) -> None:
@@ -178,22 +159,7 @@ def test_blue_green_rollback_switches_back_in_one_step(
 
 def canary_project(tmp_path: Path, fleet: Fleet) -> Project:
     project = make_project(tmp_path / "project", fleet, HOSTS)
-    project.playbook(
-        strategy={
-            "kind": "canary",
-            "canary": {
-                "steps": [1, "50%"],
-                "bake": 3,
-                "analysis": {
-                    "url": "http://{{ app_listen }}:{{ app_port }}/",
-                    "interval": 0.1,
-                    "min_samples": 3,
-                    "latency_floor_ms": 250,
-                },
-            },
-        },
-        health={"timeout": 5},
-    )
+    project.playbook(strategy=LATENCY_CANARY, health={"timeout": 5})
     return project
 
 

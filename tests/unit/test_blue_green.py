@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from deployer.config import parse_inventory_yaml, parse_playbook
+from deployer.config import parse_playbook
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, parse_records
-from deployer.plan import build_plan
 from deployer.remote import lb
 from deployer.remote.scripts import Layout
-from deployer.traffic import TrafficPlan, color_plan, live_color, plan_traffic
+from deployer.strategies.bluegreen.traffic import TrafficPlan, color_plan, live_color, plan_traffic
+from tests.unit.planning import RELEASE, load_balancer, plan_for, write_lb_template
 
 INVENTORY = """
 all:
@@ -39,14 +39,7 @@ health:
 strategy:
   kind: blue_green
   blue_green:
-    load_balancer:
-      hosts: lb
-      template: lb/upstream.conf.j2
-      dest: "/etc/nginx/conf.d/{{ application }}.conf"
-      validate: nginx -t -q
-      reload: nginx -s reload
-      verify_url: "http://{{ ansible_host }}:8080/health"
-"""
+""" + load_balancer("upstream.conf.j2")
 
 UPSTREAM = """\
 upstream {{ application }} { # {{ color }}
@@ -56,20 +49,8 @@ upstream {{ application }} { # {{ color }}
 
 
 def traffic_for(tmp_path: Path, inventory: str = INVENTORY, limit: set[str] | None = None):
-    (tmp_path / "lb").mkdir(exist_ok=True)
-    (tmp_path / "lb" / "upstream.conf.j2").write_text(UPSTREAM)
-    inv = parse_inventory_yaml(inventory, "inv.yml", "test")
-    book = parse_playbook(PLAYBOOK, "deploy.yml")
-    hosts = [h for h in inv.hosts if limit is None or h.name in limit]
-    plan = build_plan(
-        book,
-        hosts,
-        env="test",
-        release_id="20260101T000000Z-abcdef0",
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inv,
-    )
+    write_lb_template(tmp_path, "upstream.conf.j2", UPSTREAM)
+    plan, inv = plan_for(inventory, PLAYBOOK, tmp_path, RELEASE, limit=limit)
     return plan, plan_traffic(plan, inv, tmp_path)
 
 
@@ -138,6 +119,8 @@ def test_traffic_plan_splits_colors_and_renders_both_configs(tmp_path: Path) -> 
     assert b"127.0.0.2:8000" in lb1.configs["blue"]
     assert lb1.verify is not None
     assert lb1.verify[0].health_url == "http://127.0.0.6:8080/health"
+    check = lb1.verify[1].http  # the new color's release is what must answer
+    assert check is not None and check.via == "ssh" and check.expect_version
 
 
 def test_idle_color_plan_migrates_on_an_idle_host(tmp_path: Path) -> None:

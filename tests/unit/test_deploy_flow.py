@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from deployer.deploy import deploy
 from deployer.errors import DeployFailed, LockHeldError
 from deployer.events import EventBus
 from deployer.release import build_release
 from deployer.remote.recording import RecordingTransport, default_responder, prepare_output
 from deployer.remote.transport import Result
 from deployer.runner import Runner
+from deployer.strategies.rolling import deploy
 from tests.unit.planning import plan_for
 
 INVENTORY = """

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.config import parse_inventory_yaml, parse_playbook
+from deployer.config import parse_playbook
 from deployer.errors import ConfigError
-from deployer.plan import build_plan
 from deployer.remote import drain as drain_scripts
 from deployer.strategies.drain import (
     BatchDrain,
@@ -20,6 +19,7 @@ from deployer.strategies.drain import (
     plan_batches,
     plan_drain,
 )
+from tests.unit.planning import RELEASE, load_balancer, plan_for, write_lb_template
 
 INVENTORY = """
 all:
@@ -49,14 +49,7 @@ strategy:
     timeout: 12
     wait: nginx
     min_in_service: FLOOR
-    load_balancer:
-      hosts: lb
-      template: lb/drain.conf.j2
-      dest: "/etc/nginx/conf.d/{{ application }}.conf"
-      validate: nginx -t -q
-      reload: nginx -s reload
-      verify_url: "http://{{ ansible_host }}:8080/health"
-"""
+""" + load_balancer("drain.conf.j2")
 
 TEMPLATE = """\
 upstream {{ application }} {
@@ -74,22 +67,9 @@ def drain_for(
     template: str = TEMPLATE,
     limit: set[str] | None = None,
 ) -> tuple[object, DrainPlan]:
-    (tmp_path / "lb").mkdir(exist_ok=True)
-    (tmp_path / "lb" / "drain.conf.j2").write_text(template)
-    inv = parse_inventory_yaml(INVENTORY, "inv.yml", "test")
-    book = parse_playbook(
-        PLAYBOOK.replace("SERIAL", serial).replace("FLOOR", str(floor)), "deploy.yml"
-    )
-    hosts = [h for h in inv.hosts if limit is None or h.name in limit]
-    plan = build_plan(
-        book,
-        hosts,
-        env="test",
-        release_id="20260101T000000Z-abcdef0",
-        run_id="run1",
-        templates_dir=tmp_path,
-        inventory=inv,
-    )
+    write_lb_template(tmp_path, "drain.conf.j2", template)
+    book = PLAYBOOK.replace("SERIAL", serial).replace("FLOOR", str(floor))
+    plan, inv = plan_for(INVENTORY, book, tmp_path, RELEASE, limit=limit)
     found = plan_drain(plan, inv, tmp_path)
     assert found is not None
     return found
@@ -170,6 +150,8 @@ def test_load_balancers_are_set_aside_and_batches_cut_from_the_app_hosts(tmp_pat
         "}\n"
     )
     assert lb.verify is not None and lb.verify[0].health_url == "http://127.0.0.6:8080/health"
+    check = lb.verify[1].http  # any release answering will do
+    assert check is not None and check.via == "ssh" and not check.expect_version
 
 
 def test_the_floor_keeps_a_batch_in_service_and_the_dry_run_says_so(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from deployer import preflight as pf
 from deployer.api.checklist import checklist_policy
 from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.config.model import Host
-from deployer.deploy import deploy
 from deployer.errors import ConfigError, HostKeyError, LockHeldError, PreflightError, TransportError
 from deployer.events import CheckItem, Checklist, EventBus
 from deployer.facts import HostFacts, LockHolder
@@ -27,6 +26,7 @@ from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.reporters import TerminalReporter
 from deployer.runner import Runner
+from deployer.strategies.rolling import deploy
 from tests.unit.planning import plan_for
 
 NEW = "20260301T000000Z-1111111"

@@ -20,7 +20,8 @@ from deployer.remote.transport import Result
 from deployer.rollback import rollback
 from deployer.runner import Runner
 from deployer.strategies.bluegreen.rollback import rollback as blue_green_rollback
-from deployer.traffic import plan_traffic
+from deployer.strategies.bluegreen.traffic import plan_traffic
+from tests.unit.planning import plan_for, write_lb_template
 from tests.unit.test_blue_green import INVENTORY as BG_INVENTORY
 from tests.unit.test_blue_green import PLAYBOOK as BG_PLAYBOOK
 from tests.unit.test_blue_green import UPSTREAM
@@ -160,18 +161,9 @@ def test_blue_green_failing_before_rollback_leaves_traffic_alone(tmp_path: Path)
 
 
 def _blue_green(tmp_path: Path, *, refuse: bool) -> None:
-    (tmp_path / "lb").mkdir()
-    (tmp_path / "lb" / "upstream.conf.j2").write_text(UPSTREAM)
-    inventory = parse_inventory_yaml(BG_INVENTORY, "inv.yml", "test")
-    playbook = parse_playbook(BG_PLAYBOOK + HOOKS, "deploy.yml")
-    plan = build_plan(
-        playbook,
-        inventory.hosts,
-        env="test",
-        release_id="00000000T000000Z-0000000",
-        run_id="run2",
-        templates_dir=tmp_path,
-        inventory=inventory,
+    write_lb_template(tmp_path, "upstream.conf.j2", UPSTREAM)
+    plan, inventory = plan_for(
+        BG_INVENTORY, BG_PLAYBOOK + HOOKS, tmp_path, "00000000T000000Z-0000000", run_id="run2"
     )
     traffic = plan_traffic(plan, inventory, tmp_path)
     green_live = record(NEW, OLD, action="traffic", color="green")

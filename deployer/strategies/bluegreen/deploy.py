@@ -26,7 +26,7 @@ from deployer.remote import scripts
 from deployer.remote.shell import Script
 from deployer.runner import Runner
 from deployer.strategies.bluegreen.switch import color_release, switch_traffic, traffic_record
-from deployer.traffic import TrafficPlan, color_plan, live_color
+from deployer.strategies.bluegreen.traffic import TrafficPlan, color_plan, live_color
 
 
 def deploy(

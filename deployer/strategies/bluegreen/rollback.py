@@ -8,7 +8,7 @@ import time
 
 from deployer import phases
 from deployer.errors import DeployerError, DeployFailed, PreflightError
-from deployer.events import EventBus, RunStarted
+from deployer.events import EventBus
 from deployer.facts import HostFacts
 from deployer.finishing import finish_hosts
 from deployer.history import release_stack
@@ -18,9 +18,10 @@ from deployer.plan import DeployPlan, HostPlan
 from deployer.probe import check_host
 from deployer.remote import scripts
 from deployer.remote.shell import Script
+from deployer.rollback import rollback_started
 from deployer.runner import Runner, failures
 from deployer.strategies.bluegreen.switch import color_release, switch_traffic, traffic_record
-from deployer.traffic import TrafficPlan, live_color
+from deployer.strategies.bluegreen.traffic import TrafficPlan, live_color
 
 
 def rollback(
@@ -61,16 +62,7 @@ def rollback(
     except DeployerError:
         release_locks(runner, hosts, run_id)
         raise
-    bus.emit(
-        RunStarted(
-            run_id=run_id,
-            action="rollback",
-            env=plan.env,
-            release=target,
-            hosts=[h.name for h in hosts],
-            batches=[traffic.members[back]],
-        )
-    )
+    bus.emit(rollback_started(plan, target, [traffic.members[back]], run_id=run_id))
     # Rollback hooks run on the color traffic goes back to, with the release it runs.
     hooked = rollback_hosts(
         backing,

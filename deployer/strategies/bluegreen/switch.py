@@ -15,7 +15,7 @@ from deployer.probe import check_host
 from deployer.remote.shell import Script
 from deployer.remote.transport import Result
 from deployer.runner import Runner, operator, utc_now
-from deployer.traffic import TRAFFIC, LbPlan, TrafficPlan
+from deployer.strategies.bluegreen.traffic import TRAFFIC, LbPlan, TrafficPlan
 
 
 def color_release(

@@ -8,24 +8,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from deployer.config.model import (
     BlueGreen,
     Health,
-    HttpCheck,
     Inventory,
-    LoadBalancer,
     Location,
-    Playbook,
-    Template,
 )
-from deployer.config.render import host_variables, render, render_file
+from deployer.config.render import render_file
 from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, recorded_live_color
 from deployer.plan import DeployPlan, HostPlan
 from deployer.remote import lb as lb_scripts
 from deployer.remote.shell import Script
+from deployer.strategies.balancers import (
+    lb_commands,
+    lb_hosts,
+    lb_variables_and_dest,
+    lb_verify,
+    upstream_host,
+)
 
 TRAFFIC = "traffic"  # the history action of a traffic switch
 
@@ -123,7 +125,7 @@ def plan_traffic(plan: DeployPlan, inventory: Inventory, templates_dir: Path) ->
     both = set(members[bg.colors[0]]) & set(members[bg.colors[1]])
     if both:
         raise error("colors", f"host(s) in both colors: {', '.join(sorted(both))}")
-    lb_names = _lb_hosts(inventory, lb.hosts)
+    lb_names = lb_hosts(inventory, lb.hosts)
     if not lb_names:
         raise error(
             "load_balancer.hosts",
@@ -155,38 +157,6 @@ def plan_traffic(plan: DeployPlan, inventory: Inventory, templates_dir: Path) ->
     return TrafficPlan(colors=bg.colors, members=members, lbs=lbs)
 
 
-def _lb_hosts(inventory: Inventory, name: str) -> tuple[str, ...]:
-    if any(h.name == name for h in inventory.hosts):
-        return (name,)
-    return tuple(inventory.groups.get(name, ()))
-
-
-def _base(plan: DeployPlan) -> dict[str, Any]:
-    # As deployer.plan renders every host: the same per-run values.
-    return {"release_id": plan.release_id, "env": plan.env, "deploy_env": plan.env}
-
-
-def lb_variables_and_dest(
-    plan: DeployPlan, lb: LoadBalancer, hp: HostPlan, inventory: Inventory
-) -> tuple[dict[str, Any], str]:
-    """A load balancer host's template variables and its rendered, checked config path: the
-    same for blue-green's traffic switch and rolling/canary drain."""
-    assert lb.dest is not None and lb.reload is not None  # required by the loader
-    variables = {
-        **host_variables(hp.host, plan.playbook, _base(plan), inventory=inventory),
-        "deploy_to": hp.layout.root,
-    }
-    dest = render(lb.dest, variables).strip()
-    if not dest.startswith("/") or ".." in dest.split("/") or dest.endswith("/"):
-        raise ConfigError(
-            f"must be an absolute file path without '..', got {dest!r} for host {hp.name}",
-            file=lb.dest.where.file,
-            line=lb.dest.where.line,
-            key_path=lb.dest.where.key_path,
-        )
-    return variables, dest
-
-
 def _plan_lb(
     plan: DeployPlan,
     bg: BlueGreen,
@@ -197,7 +167,6 @@ def _plan_lb(
 ) -> LbPlan:
     playbook = plan.playbook
     lb = bg.load_balancer
-    assert lb.reload is not None  # required by the loader
     variables, dest = lb_variables_and_dest(plan, lb, hp, inventory)
     configs = {
         color: render_file(
@@ -206,72 +175,20 @@ def _plan_lb(
                 **variables,
                 "color": color,
                 "hosts": [
-                    _upstream_host(plan.host(n), playbook, plan, inventory, lb.template)
+                    upstream_host(plan.host(n), playbook, plan, inventory, lb.template)
                     for n in members[color]
                 ],
             },
         ).encode()
         for color in bg.colors
     }
-    verify = None
-    if lb.verify_url is not None:
-        health = playbook.health
-        check = HttpCheck(
-            url=lb.verify_url,
-            via="ssh",
-            expect_version=bool(health.http and health.http.expect_version),
-        )
-        url = render(lb.verify_url, variables).strip()
-        verify = (replace(hp, health_url=url, health_command=None), replace(health, http=check))
+    health = playbook.health
+    expect = bool(health.http and health.http.expect_version)
+    verify = lb_verify(lb, hp, health, variables, expect_version=expect)
+    validate, reload = lb_commands(lb, variables)
     return LbPlan(
-        hp=hp,
-        dest=dest,
-        validate=render(lb.validate, variables).strip() if lb.validate else None,
-        reload=render(lb.reload, variables).strip(),
-        configs=configs,
-        verify=verify,
+        hp=hp, dest=dest, validate=validate, reload=reload, configs=configs, verify=verify
     )
-
-
-def _upstream_host(
-    hp: HostPlan, playbook: Playbook, plan: DeployPlan, inventory: Inventory, template: str
-) -> dict[str, Any]:
-    """What the load balancer template sees of one app host: name, address, and its
-    variables (a variable that is itself a template renders for that host when used)."""
-    variables = host_variables(hp.host, playbook, _base(plan), inventory=inventory)
-    return {
-        "name": hp.name,
-        "address": hp.host.address,
-        "vars": _HostVars(variables, f"templates/{template}", hp.name),
-    }
-
-
-class _HostVars:
-    """`h.vars.NAME` in a load balancer template. Not a Mapping on purpose: the renderer
-    would then expand every variable of the host eagerly; here only the ones used render."""
-
-    def __init__(self, variables: Mapping[str, Any], file: str, host: str) -> None:
-        self._variables = variables
-        self._file = file
-        self._host = host
-
-    def __getitem__(self, key: str) -> Any:
-        value = self._variables[key]
-        if isinstance(value, str) and "{" in value:
-            where = Location(self._file, None, f"hosts[{self._host}].vars.{key}")
-            return render(Template(value, where), self._variables)
-        return value
-
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("_"):  # Jinja probes dunders such as __html__; ours are private
-            raise AttributeError(key)
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._variables
 
 
 def live_color(traffic: TrafficPlan, histories: Mapping[str, Sequence[Record]]) -> str | None:
