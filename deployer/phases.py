@@ -1,5 +1,5 @@
 """The steps every deploy strategy is made of, shared by the rolling and canary flow
-(`deploy.py`) and the blue-green flow (`strategies/bluegreen/`): check the fleet (the
+(`strategies/rolling.py`) and the blue-green flow (`strategies/bluegreen/`): check the fleet (the
 checklist), migrate once (staging is `staging.py`), switch and health-check a set of
 hosts, return hosts to their previous release, and finish (history, prune, unlock) after
 success or failure. Each step works on a DeployState that says where every host is. Emits
