@@ -10,24 +10,27 @@ import gzip
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from deployer.delta import build_delta, parse_baseline
+from deployer.delta import Delta, build_delta, parse_baseline
 from deployer.release import Release, build_release
 from deployer.remote import scripts
 from deployer.remote.scripts.stage import record_path, verify_tree
 from deployer.remote.shell import Script
 
+Staged = tuple[scripts.Layout, Path, Release]
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU tools")
 
 
-def run(script: Script) -> subprocess.CompletedProcess[str]:
+def run(script: Script) -> subprocess.CompletedProcess[bytes]:
     stdin = b"".join(s if isinstance(s, bytes) else s.read_bytes() for s in script.stdin.segments)
     return subprocess.run(
         ["bash", "-c", script.render()], input=stdin, capture_output=True, timeout=60
-    )  # type: ignore[return-value]
+    )
 
 
 def source(root: Path) -> Path:
@@ -41,35 +44,35 @@ def source(root: Path) -> Path:
 
 
 def build(app: Path, work: Path, second: int = 0) -> Release:
-    from datetime import UTC, datetime
-
     return build_release(
         source_dir=app, work_dir=work, now=datetime(2026, 12, 3, 12, 0, second, tzinfo=UTC)
     )
 
 
 def stage(
-    layout: scripts.Layout, release: Release, **delta: object
-) -> subprocess.CompletedProcess[str]:
-    archive = delta.pop("archive", release.archive)
+    layout: scripts.Layout, release: Release, delta: Delta | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The real stage script, the whole archive or `delta` on its stdin."""
+    sent = delta or release
     return run(
         scripts.stage(
             layout,
             release.id,
             "run1",
-            archive=archive,
-            archive_size=delta.pop("archive_size", release.archive_size),  # type: ignore[arg-type]
-            archive_sha256=delta.pop("archive_sha256", release.archive_sha256),  # type: ignore[arg-type]
+            archive=sent.archive,
+            archive_size=sent.archive_size,
+            archive_sha256=sent.archive_sha256,
             host_files=b"",
             shared_dirs=[],
             shared_files=[],
-            **delta,  # type: ignore[arg-type]
+            base=delta.base if delta else None,
+            link_list=delta.link_list if delta else b"",
         )
     )
 
 
 @pytest.fixture
-def staged(tmp_path: Path) -> tuple[scripts.Layout, Path, Release]:
+def staged(tmp_path: Path) -> Staged:
     layout = scripts.Layout(str(tmp_path / "app"))
     Path(layout.staging).mkdir(parents=True)
     Path(layout.releases).mkdir()
@@ -82,7 +85,7 @@ def staged(tmp_path: Path) -> tuple[scripts.Layout, Path, Release]:
 
 def redeploy(
     tmp_path: Path, layout: scripts.Layout, app: Path, base: Release
-) -> tuple[Release, subprocess.CompletedProcess[str]]:
+) -> tuple[Release, subprocess.CompletedProcess[bytes]]:
     """A one-file change staged as a delta against `base` on this 'host'."""
     (app / "app.py").write_text("print('v2')\n")
     second = build(app, tmp_path / "b2", second=1)
@@ -99,10 +102,7 @@ def redeploy(
     )
     assert baseline is not None
     delta = build_delta(second, baseline, tmp_path / "b2")
-    done = stage(
-        layout, second, archive=delta.archive, archive_size=delta.archive_size,
-        archive_sha256=delta.archive_sha256, base=delta.base, link_list=delta.link_list,
-    )  # fmt: skip
+    done = stage(layout, second, delta)
     return second, done
 
 
@@ -116,7 +116,7 @@ def edit_in_place(path: Path, data: bytes, *, keep_mtime: bool, append: bool = F
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_whole_archive_is_staged_with_a_record_of_every_file(staged) -> None:
+def test_whole_archive_is_staged_with_a_record_of_every_file(staged: Staged) -> None:
     layout, _, first = staged
     release = Path(layout.release(first.id))
     lines = Path(record_path(layout, first.id)).read_text().splitlines()
@@ -130,7 +130,7 @@ def test_whole_archive_is_staged_with_a_record_of_every_file(staged) -> None:
 
 
 def test_a_one_file_delta_hashes_only_what_the_base_record_does_not_vouch_for(
-    tmp_path: Path, staged
+    tmp_path: Path, staged: Staged
 ) -> None:
     layout, app, first = staged
     second, done = redeploy(tmp_path, layout, app, first)
@@ -153,7 +153,7 @@ def test_a_one_file_delta_hashes_only_what_the_base_record_does_not_vouch_for(
 
 @pytest.mark.parametrize("keep_size", [False, True], ids=["grown", "same-size"])
 def test_a_linked_file_edited_in_place_is_hashed_and_refused(
-    tmp_path: Path, staged, keep_size: bool
+    tmp_path: Path, staged: Staged, keep_size: bool
 ) -> None:
     layout, app, first = staged
     target = Path(layout.release(first.id)) / "vendor" / "mod07.py"
@@ -169,7 +169,7 @@ def test_a_linked_file_edited_in_place_is_hashed_and_refused(
     assert [p.name for p in Path(layout.releases).iterdir()] == [first.id]
 
 
-def test_without_a_base_record_every_linked_file_is_hashed(tmp_path: Path, staged) -> None:
+def test_without_a_base_record_every_linked_file_is_hashed(tmp_path: Path, staged: Staged) -> None:
     """A base staged before records existed (or whose record is gone) is trusted in nothing."""
     layout, app, first = staged
     Path(record_path(layout, first.id)).unlink()
@@ -181,7 +181,7 @@ def test_without_a_base_record_every_linked_file_is_hashed(tmp_path: Path, stage
 
 
 def test_an_edit_keeping_inode_size_and_mtime_is_carried_forward_the_documented_limit(
-    tmp_path: Path, staged
+    tmp_path: Path, staged: Staged
 ) -> None:
     """docs/reliability.md: a linked file rewritten in place with the same size and its mtime
     set back to the nanosecond is trusted on the base's record (rsync's rule, plus inode and
@@ -195,7 +195,7 @@ def test_an_edit_keeping_inode_size_and_mtime_is_carried_forward_the_documented_
 
 
 def test_a_record_vouches_only_for_the_sha256_it_was_verified_against(
-    tmp_path: Path, staged
+    tmp_path: Path, staged: Staged
 ) -> None:
     """A forged baseline (issue 14) claims a linked file holds what the new MANIFEST wants: the
     base's record names the sha256 the inode really held, so the file is hashed, and refused."""
@@ -217,10 +217,7 @@ def test_a_record_vouches_only_for_the_sha256_it_was_verified_against(
     delta = build_delta(second, baseline, tmp_path / "b2")
     assert "app.py" not in delta.changed
     assert gzip.decompress(delta.link_list).split(b"\0").count(b"app.py") == 1
-    done = stage(
-        layout, second, archive=delta.archive, archive_size=delta.archive_size,
-        archive_sha256=delta.archive_sha256, base=delta.base, link_list=delta.link_list,
-    )  # fmt: skip
+    done = stage(layout, second, delta)
     # ... is refused: the record says app.py held v1's sha256, so it was hashed.
     assert done.returncode == scripts.EXIT_VERIFY, done.stderr
     assert b"app.py: FAILED" in done.stderr
