@@ -86,7 +86,7 @@ def test_stage_hashes_while_unpacking_and_renames_last(tmp_path):
             "ln -s /srv/app/shared/log",
             "chmod -R a-w",
             f"mv -T /srv/app/releases/{RID} {staging}/replaced",
-            f"rm -f /srv/app/.deploy/verified/{RID}",
+            f"[ -L /srv/app/.deploy/verified ] || rm -f /srv/app/.deploy/verified/{RID}",
             f"mv -T {staging}/tree /srv/app/releases/{RID}",
             f"mv -f {staging}/record /srv/app/.deploy/verified/{RID}",
         )

@@ -254,3 +254,21 @@ def test_the_tree_must_hold_exactly_the_manifest_s_regular_files(
         done = subprocess.run(["bash", "-c", "set -eu\n" + "\n".join(lines)], capture_output=True)
         assert done.returncode == scripts.EXIT_VERIFY, (base, done.stderr)
         assert b"does not match the MANIFEST" in done.stderr
+
+
+def test_a_symlinked_record_directory_is_neither_trusted_nor_written(
+    tmp_path: Path, staged: Staged
+) -> None:
+    """Records live in `.deploy/verified`; one that is a symlink (set up by someone else) is
+    read as no record at all, so every linked file is hashed, and nothing is written there."""
+    layout, app, first = staged
+    records = Path(layout.state) / "verified"
+    elsewhere = tmp_path / "elsewhere"
+    records.rename(elsewhere)
+    records.symlink_to(elsewhere)
+    target = Path(layout.release(first.id)) / "vendor" / "mod07.py"
+    edit_in_place(target, b"X" * target.stat().st_size, keep_mtime=True)
+    _, done = redeploy(tmp_path, layout, app, first)
+    assert done.returncode == scripts.EXIT_VERIFY, done.stderr
+    assert b"vendor/mod07.py: FAILED" in done.stderr
+    assert [p.name for p in elsewhere.iterdir()] == [first.id]

@@ -147,7 +147,7 @@ def stage(
         f"  echo {q(MARK + 'replaced')}",
         "fi",
         # A record left by an earlier tree of this id must never vouch for this one.
-        cmd("rm", "-f", record_path(layout, release_id)),
+        f"[ -L {q(records_dir(layout))} ] || {cmd('rm', '-f', record_path(layout, release_id))}",
         cmd("mv", "-T", tree, final),
         cmd("chmod", "a-w", final),
         *_keep_record(layout, release_id, record),
