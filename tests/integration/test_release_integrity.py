@@ -182,3 +182,35 @@ def test_a_symlinked_directory_under_deploy_to_is_refused(project: Project, comp
     assert project.sh("web2", "ls -A /srv/elsewhere").split() == ["keep"]
     for host in HOSTS:
         assert project.current(host) is None and not project.locked(host)
+
+
+def test_a_linked_file_overwritten_with_its_size_kept_is_not_carried_forward(
+    project: Project,
+) -> None:
+    """Issue 18: a delta no longer hashes the linked files its base's record vouches for
+    (inode, size, mtime and sha256 as they were verified). An overwrite in place that keeps
+    the size (`dd conv=notrunc`) still changes the mtime: hashed, refused, sent in full."""
+    first = deploy(project)[0]["web1"] or ""
+    for host in HOSTS:  # every host keeps what its release's files were when verified
+        lines = project.sh(host, f"cat {APP_ROOT}/.deploy/verified/{first}").splitlines()
+        assert len(lines) == len(
+            project.sh(host, f"cat {APP_ROOT}/releases/{first}/MANIFEST").splitlines()
+        )
+    path = f"{APP_ROOT}/releases/{first}/vendor/mod003.py"
+    size = int(project.sh("web2", f"stat -c %s {path}"))
+    as_deploy_user(
+        project,
+        "web2",
+        f"chmod u+w {path} && printf 'import os  # planted\\n' |"
+        f" dd of={path} conv=notrunc status=none",
+    )
+    assert int(project.sh("web2", f"stat -c %s {path}")) == size
+    (project.app / "VERSION_NOTE").write_text("clean redeploy\n")
+    result, events = deploy(project)
+    second = result["web2"] or ""
+    for host in HOSTS:
+        assert project.current(host) == second
+        assert matches_source(project, host, second) == [], host
+    assert "planted" not in project.sh("web2", f"cat {APP_ROOT}/releases/{second}/vendor/mod003.py")
+    assert any("web2: files linked from" in n for n in notices(events)), notices(events)
+    assert any("delta upload to 4 host(s)" in n for n in notices(events)), notices(events)

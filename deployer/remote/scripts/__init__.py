@@ -8,6 +8,7 @@ Remote layout (Capistrano-compatible, plus `.deploy/` for our own state):
     <deploy_to>/.deploy/lock/     the deploy lock (mkdir is atomic); `info` says who holds it
     <deploy_to>/.deploy/history.jsonl   one JSON line per deploy/rollback, in order
     <deploy_to>/.deploy/staging/  uploads in progress; never a final release path
+    <deploy_to>/.deploy/verified/<id>   a release's files as verified (`stage.verify_tree`)
 
 A deploy spends one exec session per phase on each host: prepare (lock + facts), stage,
 switch (+ restart), finish (history + prune + unlock); plus one migrate on one host.

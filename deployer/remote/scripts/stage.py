@@ -88,11 +88,23 @@ def stage(
             f"head -c {len(link_list)} | gzip -dc | (cd {q(layout.release(base))} &&"
             f" xargs -0 -r cp -l --parents -t {q(tree)} --)",
         ]
-    # The whole tree is checked against the MANIFEST that came inside the archive (whose
-    # sha256 was just judged), never one already on the host: a delta's linked files are the
-    # base release's inodes, and that release may have been edited in place since it was
-    # staged. Templates and shared links come after: they are not in the MANIFEST.
-    body += [_step("verify"), *verify_tree(tree, f"staged release {release_id}")]
+    # The tree is checked against the MANIFEST that came inside the archive (whose sha256 was
+    # just judged), never one already on the host. What came in the archive is proven by that
+    # sha256 and tar's exit status; a delta's linked files are the base release's inodes,
+    # which may have been edited in place since: each is hashed unless the base's record
+    # vouches for it (see `verify_tree`). Templates and shared links come after: they are
+    # not in the MANIFEST.
+    record = posixpath.join(tmp, "record")
+    body += [
+        _step("verify"),
+        *verify_tree(
+            tree,
+            f"staged release {release_id}",
+            record=record,
+            base_record=None if base is None else record_path(layout, base),
+            records=records_dir(layout),
+        ),
+    ]
     if isinstance(host_files, bytes):  # a bare tar of release files, modes left owner-only
         host_files = HostFiles(tar=host_files)
     if host_files:
@@ -134,8 +146,11 @@ def stage(
         f"  {cmd('mv', '-T', final, replaced)}",
         f"  echo {q(MARK + 'replaced')}",
         "fi",
+        # A record left by an earlier tree of this id must never vouch for this one.
+        f"[ -L {q(records_dir(layout))} ] || {cmd('rm', '-f', record_path(layout, release_id))}",
         cmd("mv", "-T", tree, final),
         cmd("chmod", "a-w", final),
+        *_keep_record(layout, release_id, record),
         f"echo {q(MARK + 'staged')} {q(release_id)}",
     ]
     segments: list[object] = [fetch.stdin() if fetch else archive]
@@ -209,20 +224,89 @@ def _templates(
     return out
 
 
-def verify_tree(tree: str, what: str) -> list[str]:
-    """Every file the tree's MANIFEST lists has its content (`sha256sum -c`), and the tree
-    holds no other regular file: a listed path that became a symlink, or a file slipped in,
-    shows up in the count. Exits EXIT_VERIFY naming the files that differ."""
+def verify_tree(
+    tree: str, what: str, *, record: str, base_record: str | None, records: str
+) -> list[str]:
+    """Check a freshly unpacked (and, for a delta, linked) tree against its MANIFEST, and write
+    the tree's record to `record`: one line `sha256 inode size mtime path` per file.
+
+    Every path the MANIFEST lists is a regular file in the tree and the tree holds no other
+    regular file but the MANIFEST (a listed path that is a symlink, a file tar never wrote or
+    one slipped in all fail). Contents: what came in the archive is proven by the archive's
+    sha256 and tar's exit status, so it is not read again. With `base_record` (a delta), a
+    file whose sha256 (in this MANIFEST), inode, size, mtime and path all appear in the base
+    release's record is the very inode verified when the base was staged, unchanged as far as
+    its size and mtime tell; every other file (an edited or replaced linked one, the ones the
+    delta carried, all of them when the base has no record) is hashed with `sha256sum -c`.
+    Exits EXIT_VERIFY naming what differs."""
     manifest = posixpath.join(tree, MANIFEST)
+    todo = record + ".todo"
     bad = f"{what} does not match the MANIFEST it must match"
+    fail = f"{{ echo {q(bad)} >&2; exit {EXIT_VERIFY}; }}"
+    delta = base_record is not None
+    out = []
+    if base_record is not None:
+        # A record directory that is a symlink is not ours to read (nor, later, to write).
+        out.append(
+            f'known={q(base_record)}; if [ -L {q(records)} ] || [ ! -f "$known" ];'
+            " then known=/dev/null; fi"
+        )
+    known = '"$known"' if delta else "/dev/null"
+    # One `find` and one awk over the tree, whatever its size. Paths never hold a newline or a
+    # backslash (checked when the release is built), so lines are safe; LC_ALL=C: bytes.
+    out.append(
+        f"(cd {q(tree)} && find . -type f -printf '%i %s %T@ %P\\n')"
+        f" | LC_ALL=C awk -v full={0 if delta else 1} -v rec={q(record)} -v todo={q(todo)}"
+        f" {q(_CHECK_TREE)} {q(manifest)} {known} - || {fail}"
+    )
+    if delta:
+        out.append(
+            f"if [ -s {q(todo)} ]; then (cd {q(tree)} && sha256sum -c --quiet --strict"
+            f" {q(todo)}) >&2 || {fail}; fi"
+        )
+    return out
+
+
+# Arguments: the MANIFEST, the base's record (or /dev/null), then `find -printf '%i %s %T@ %P'`
+# of the tree on stdin. Writes the tree's record to `rec` and, unless `full`, the MANIFEST
+# lines of files the base's record does not vouch for to `todo`.
+_CHECK_TREE = (
+    "FILENAME == ARGV[1] { sha[substr($0, 67)] = substr($0, 1, 64); n++; next }"
+    " FILENAME == ARGV[2] { known[$0] = 1; next }"
+    ' { p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", p); if (p == "MANIFEST") next;'
+    ' if (!(p in sha)) { print "not in the MANIFEST: " p > "/dev/stderr"; bad = 1; next }'
+    ' seen++; line = sha[p] " " $0; print line > rec;'
+    ' if (full != 1 && !(line in known)) print sha[p] "  " p > todo }'
+    ' END { printf "" > rec; printf "" > todo;'
+    ' if (seen != n) { print n - seen " file(s) of the MANIFEST missing or not regular"'
+    ' > "/dev/stderr"; bad = 1 } exit bad }'
+)
+
+
+def _keep_record(layout: Layout, release_id: str, record: str) -> list[str]:
+    """Keep the verified tree's record beside the releases, for the next delta to trust its
+    unchanged inodes, and drop the records of releases that are gone. Best effort: a missing
+    record only means the next delta hashes every linked file."""
+    records = records_dir(layout)
     return [
-        f"(cd {q(tree)} && sha256sum -c --quiet --strict {MANIFEST}) >&2"
-        f" || {{ echo {q(bad)} >&2; exit {EXIT_VERIFY}; }}",
-        f'files="$(cd {q(tree)} && find . -type f | wc -l)"',
-        f'listed="$(wc -l < {q(manifest)})"',
-        f'[ "$files" = "$((listed + 1))" ] || {{ echo {q(bad)} "(it holds $files regular'
-        f' files; the MANIFEST lists $listed plus itself)" >&2; exit {EXIT_VERIFY}; }}',
+        f"if [ ! -L {q(records)} ]; then {{ mkdir -p {q(records)}"
+        f" && mv -f {q(record)} {q(record_path(layout, release_id))}"
+        f" && for f in {q(records)}/{_RELEASE_ID_GLOB}; do"
+        f' [ ! -f "$f" ] || [ -d {q(layout.releases)}/"${{f##*/}}" ] || rm -f "$f"; done; }}'
+        " 2>/dev/null || true; fi",
     ]
+
+
+_RELEASE_ID_GLOB = "????????T??????Z-???????"  # RELEASE_ID_RE's shape: never a foreign name
+
+
+def records_dir(layout: Layout) -> str:
+    """Where each release's record lives: what its files were when it was verified."""
+    return posixpath.join(layout.state, "verified")
+
+
+def record_path(layout: Layout, release_id: str) -> str:
+    return posixpath.join(records_dir(layout), release_id)
 
 
 def verify_release(
