@@ -89,13 +89,14 @@ COMPRESS_SAVING = 1024
 
 def compressed(script: str) -> str:
     """A command line that runs `script` exactly as `bash -c <script>` would, carried as the
-    base64 of its gzip (no quoting to get wrong: the alphabet is shell-safe). A host that
-    cannot unpack it runs nothing: `gzip -dc` fails on empty or truncated input, and bash is
-    only started when it succeeded. The login shell runs this part, so it is POSIX sh.
-    Command substitution drops the script's trailing newline, which bash does not need."""
+    base64 of its gzip. The login shell parses it as it parses the plain form: `bash -c` and
+    one single-quoted argument (the base64 alphabet needs no quoting inside it). A host that
+    cannot unpack it runs nothing: `gzip -dc` fails on empty or truncated input, and the
+    script's bash is only started when it succeeded. Command substitution drops the script's
+    trailing newline, which bash does not need."""
     packed = base64.b64encode(gzip.compress(script.encode(), mtime=0)).decode()
     unpack = cmd("echo", packed, Raw("|"), "base64", "-d", Raw("|"), "gzip", "-dc")
-    return f's=$({unpack}) && exec bash -c "$s"'
+    return cmd("bash", "-c", f's=$({unpack}) && exec bash -c "$s"')
 
 
 def lines(*groups: str | Iterable[str]) -> tuple[str, ...]:
