@@ -64,7 +64,10 @@ def finish(
     own_link = posixpath.join(layout.root, f".current.{run_id}")
     body: list[str] = [
         _step("finish"),
-        f"trap {q(unlock)} EXIT",
+        # A function, not the text twice: quoted for `trap`, the text cost as much again on
+        # every host's wire (issue 18).
+        f"unlock_ours() {{ {unlock}; }}",
+        "trap unlock_ours EXIT",
         *_append_history(layout, history),
         f"if [ -d {q(layout.lock)} ]; then : > {q(posixpath.join(layout.lock, FINISHING))}"
         " 2>/dev/null || true; fi",
@@ -85,7 +88,7 @@ def finish(
         f"for link in {q(layout.root)}/.current.{_OWN_LINK}; do"
         f' if [ -L "$link" ]; then case "$(readlink "$link")" in {q(layout.releases + "/")}*)'
         ' rm -f "$link" ;; esac; fi; done',
-        unlock,
+        "unlock_ours",
         "trap - EXIT",
         f"echo {q(MARK + 'finished')}",
     ]
