@@ -158,11 +158,19 @@ def test_ctrl_c_during_finish_lets_every_finish_complete(project: Project) -> No
     project.deploy()
     next_version(project, "second")
     run = Running(project, "deploy")
-    # Hold web2's finish in place (its container frozen), interrupt, then let it go: the
-    # deployer must wait for it rather than walk away holding web2's lock.
-    run.wait_for(lambda e: e.get("event") == "StepStarted" and e.get("step") == "finish")
+    # Hold web2's finish in place (its container frozen from the moment its batch is healthy,
+    # so its finish cannot end before the interrupt, however loaded the machine), interrupt,
+    # then let it go: the deployer must wait for it rather than walk away holding its lock.
+    run.wait_for(lambda e: e.get("event") == "BatchFinished" and "web2" in e["healthy"])  # type: ignore[operator]
     project.fleet.pause("web2")
     try:
+        run.wait_for(
+            lambda e: (
+                e.get("event") == "StepStarted"
+                and e.get("step") == "finish"
+                and e.get("host") == "web2"
+            )
+        )
         run.proc.send_signal(signal.SIGINT)
     finally:
         project.fleet.unpause("web2")
