@@ -120,6 +120,14 @@ class SSHTransport:
             return None
         return spec
 
+    def _connection_config(self) -> Config:
+        """A Config of the connection's own around the run's parsed ~/.ssh/config: Fabric's
+        Connection writes into its config as it is built (`inline_ssh_env`), and each write
+        rebuilds that config's data from empty, so a shared one could be read half-rebuilt by
+        another host's thread ("No attribute or config key found for 'connect_kwargs'").
+        Costs 0.2 ms and reads no ssh config file (a clone would read them again)."""
+        return Config(ssh_config=self._config.base_ssh_config)
+
     def _ssh_config(self, address: str) -> dict[str, object]:
         return dict(self._config.base_ssh_config.lookup(address))
 
@@ -177,7 +185,7 @@ class SSHTransport:
                 # Never None, which lets Fabric follow a ProxyJump with unchecked host keys. A
                 # ProxyCommand is only a socket: the key is still checked here.
                 gateway=gateway or ssh_config.get("proxycommand") or False,
-                config=self._config,
+                config=self._connection_config(),
             )
         except ValueError as exc:  # e.g. `Port abc` in the config
             raise ConfigError(

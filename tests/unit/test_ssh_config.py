@@ -97,3 +97,22 @@ def test_a_port_that_is_not_a_number_is_a_config_error(tmp_path: Path) -> None:
     transport = SSHTransport(ssh_config=str(path))
     with pytest.raises(ConfigError, match=r"~/.ssh/config for 127.0.0.70: .*twenty-two"):
         transport._connect("web1", Endpoint("127.0.0.70", None, None), host("127.0.0.70"), None)
+
+
+def test_building_a_connection_leaves_the_runs_shared_config_untouched(
+    transport: SSHTransport,
+) -> None:
+    """Fabric writes into a Connection's config while building it, and every write rebuilds
+    that config from empty: with one config shared by all hosts' threads, another thread read
+    it half-rebuilt (a 20-host benchmark deploy failed with "No attribute or config key found
+    for 'connect_kwargs'"). Each connection gets its own, over the same parsed ssh config."""
+    shared = transport._config
+    before = dict(shared._modifications)
+    with pytest.raises(TransportError):  # nothing listens there: built, then refused
+        transport._connect(
+            "h", Endpoint("127.0.0.1", 1, "deploy"), host("127.0.0.1"), None, where="x"
+        )
+    assert shared._modifications == before
+    config = transport._connection_config()
+    assert config is not shared
+    assert config.base_ssh_config is shared.base_ssh_config  # ~/.ssh/config parsed once
