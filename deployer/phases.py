@@ -79,6 +79,28 @@ def opening(
         raise
 
 
+def failed(
+    plan: DeployPlan,
+    state: DeployState,
+    bus: EventBus,
+    started: float,
+    exc: DeployerError,
+    text: str,
+) -> DeployFailed:
+    """A flow's failure, for every strategy: `exc` as a DeployFailed (`text` when it was not
+    one yet) carrying where each host is now, announced as the run's last event."""
+    error = (
+        exc
+        if isinstance(exc, DeployFailed)
+        else DeployFailed(text, failures=[exc], hint=recovery_hint(plan))
+    )
+    error.releases = dict(state.on)
+    finished(
+        bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
+    )
+    return error
+
+
 def finished(
     bus: EventBus,
     plan: DeployPlan,

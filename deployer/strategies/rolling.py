@@ -94,19 +94,13 @@ def deploy(
         raise
     except DeployerError as exc:
         phases.finish_failed(plan, runner, state, bus)
-        error = (
-            exc
-            if isinstance(exc, DeployFailed)
-            else DeployFailed(
-                f"deploy of {plan.release_id} to {plan.env} failed; nothing is left half-done",
-                failures=[exc],
-                releases=state.on,
-                hint=phases.recovery_hint(plan),
-            )
-        )
-        error.releases = dict(state.on)
-        phases.finished(
-            bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
+        error = phases.failed(
+            plan,
+            state,
+            bus,
+            started,
+            exc,
+            f"deploy of {plan.release_id} to {plan.env} failed; nothing is left half-done",
         )
         run_hooks(runner, plan, "on_failure", hosts, best_effort=True)
         raise error from None

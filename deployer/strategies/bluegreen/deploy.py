@@ -137,19 +137,14 @@ def deploy(
     except DeployerError as exc:
         phases.finish_failed(target, runner, state, bus)
         release_locks(runner, others, plan.run_id)
-        error = (
-            exc
-            if isinstance(exc, DeployFailed)
-            else DeployFailed(
-                f"blue-green deploy of {plan.release_id} to {plan.env} failed; traffic was not"
-                " switched",
-                failures=[exc],
-                hint=phases.recovery_hint(plan),
-            )
-        )
-        error.releases = dict(state.on)
-        phases.finished(
-            bus, plan, started, dict(state.on), ok=False, message=error.message, extra=state.record
+        error = phases.failed(
+            plan,
+            state,
+            bus,
+            started,
+            exc,
+            f"blue-green deploy of {plan.release_id} to {plan.env} failed; traffic was not"
+            " switched",
         )
         run_hooks(runner, target, "on_failure", idle_hosts, best_effort=True)
         raise error from None
