@@ -38,6 +38,7 @@ from deployer.remote.known_hosts import (
     disabled_algorithms,
     host_key_name,
 )
+from deployer.remote.session import SessionLost, StepSessions, small_stdin
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
 from deployer.remote.wakeups import quiet_reader, wake_reader
@@ -72,6 +73,7 @@ class SSHTransport:
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._failed: dict[str, DeployerError] = {}  # by connect(), for the next use
+        self._steps = StepSessions(connect_timeout)  # each host's steps, one session
         # Read once per run, not once per host (each again if it changes during the run).
         self._config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
         self._key_files = KeyFiles()
@@ -275,7 +277,14 @@ class SSHTransport:
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError(host.name, "connection lost")
+        stdin = small_stdin(script)
         try:
+            if stdin is not None:
+                ran = self._steps.run(host.name, transport, script, stdin, started + timeout)
+                if ran is not None:
+                    if on_progress and stdin:
+                        on_progress(len(stdin), len(stdin))
+                    return Result(ran[0], ran[1], time.monotonic() - started)
             chan = transport.open_session(timeout=self.connect_timeout)
             chan.settimeout(timeout)
             chan.set_combine_stderr(True)
@@ -290,7 +299,7 @@ class SSHTransport:
                 f"step '{script.step}' timed out after {timeout:.0f}s (host not answering)",
                 hint="check the host; the deploy treats it as failed",
             ) from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except (OSError, paramiko.SSHException, EOFError, SessionLost) as exc:
             self._drop(host)
             raise TransportError(
                 host.name, f"connection lost during step '{script.step}': {exc}"
@@ -366,6 +375,7 @@ class SSHTransport:
         return chan  # type: ignore[no-any-return]
 
     def _drop(self, host: Host) -> None:
+        self._steps.forget(host.name)
         with self._guard:
             conn = self._connections.pop(host.name, None)
         if conn is not None:
@@ -378,6 +388,7 @@ class SSHTransport:
             self._connections.clear()
             self._gateways.clear()
             self._failed.clear()
+            self._steps.clear()
         # Closing joins each connection's reader thread: one at a time, that is a wait per
         # host at the end of every run. Hosts close together first, then the jump hosts
         # their channels ride on.

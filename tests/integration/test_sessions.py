@@ -1,12 +1,14 @@
 """What a deploy costs each host, read from the hosts' own sshd logs (LogLevel VERBOSE), not
-from the deployer's events: one SSH connection per host, and one exec session per phase."""
+from the deployer's events: one SSH connection per host, and one exec session for its steps."""
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import paramiko
 import pytest
 from paramiko.packet import Packetizer
 
+from deployer.errors import TransportError
 from deployer.remote import known_hosts
 from deployer.remote.shell import Script, Stdin
 from deployer.remote.ssh import SSHTransport
@@ -26,7 +29,7 @@ def project(clean_fleet: Fleet, tmp_path: Path) -> Project:
     return make_project(tmp_path / "project", clean_fleet)
 
 
-def test_a_deploy_opens_one_connection_and_one_exec_session_per_phase_per_host(
+def test_a_deploy_opens_one_connection_and_one_exec_session_per_host(
     project: Project,
 ) -> None:
     project.deploy()  # the first deploy; the second is the one measured (delta, pruning)
@@ -35,13 +38,86 @@ def test_a_deploy_opens_one_connection_and_one_exec_session_per_phase_per_host(
     project.deploy()
     counts = project.fleet.sshd_counts(since)
     for host in HOSTS:
-        # prepare (lock + facts), stage, switch (+ restart), finish; migrate on web1 only.
-        # Health checks ride a direct-tcpip channel: no session.
-        expected = 5 if host == "web1" else 4
-        assert counts[host]["command"] == expected, (host, dict(counts[host]))
-        assert counts[host]["sessions"] == expected, (host, dict(counts[host]))
+        # prepare (lock + facts), stage, switch (+ restart), finish, and migrate on web1, all
+        # through the host's step loop (issue 18: it was one session per step). Health checks
+        # ride a direct-tcpip channel: no session.
+        assert counts[host]["command"] == 1, (host, dict(counts[host]))
+        assert counts[host]["sessions"] == 1, (host, dict(counts[host]))
         assert counts[host]["connections"] == 1, (host, dict(counts[host]))
     assert sum(counts["web5"].values()) == 0  # not in the inventory: never contacted
+
+
+def test_steps_share_the_hosts_session_and_each_runs_as_it_would_on_its_own(
+    project: Project,
+) -> None:
+    host = project.load(limit="web1").hosts[0]
+    since = time.time()
+    transport = SSHTransport()
+    try:
+
+        def run(*lines: str, stdin: bytes = b"", timeout: float = 30) -> tuple[int, str]:
+            result = transport.run(host, Script("t", lines, Stdin((stdin,))), timeout=timeout)
+            return result.exit_code, result.output
+
+        # A step that ignores its stdin and leaves state behind affects no later step.
+        assert run("export LEFT=1", "cd /", "echo $$ > /tmp/first", stdin=b"x" * 9000) == (0, "")
+        code, output = run('echo "${LEFT:-unset} $PWD $(wc -c) $$"', stdin=b"12345")
+        home = project.fleet.exec("web1", "getent passwd deploy | cut -d: -f6")[1].strip()
+        pid = project.fleet.exec("web1", "cat /tmp/first")[1].strip()
+        assert code == 0 and output.split()[:3] == ["unset", home, "5"]
+        assert output.split()[3] != pid  # a fresh bash each time
+        assert run("echo out; echo err >&2; exit 9") == (9, "out\nerr\n")
+        # An archive-sized stdin streams through an exec session of its own.
+        big = os.urandom(2 * 1024 * 1024)
+        assert (
+            run("sha256sum | cut -c1-64", stdin=big)[1].strip() == hashlib.sha256(big).hexdigest()
+        )
+        # A step that outlives its timeout loses the connection; the next one reconnects.
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="timed out"):
+            run("sleep 20", timeout=1)
+        assert time.monotonic() - started < 5
+        assert run("echo back") == (0, "back\n")
+    finally:
+        transport.close()
+    counts = project.fleet.sshd_counts(since)["web1"]
+    # The loop, the archive's session; after the timeout, a new connection and loop.
+    assert (counts["connections"], counts["sessions"]) == (2, 3), dict(counts)
+
+
+def test_a_step_that_arrives_while_its_hosts_loop_is_busy_gets_a_session_of_its_own(
+    project: Project,
+) -> None:
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        assert transport.run(host, Script("t", ("true",)), timeout=30).ok
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(
+                transport.run, host, Script("slow", ("sleep 1", "echo slow")), timeout=30
+            )
+            time.sleep(0.3)
+            quick = transport.run(host, Script("quick", ("echo quick",)), timeout=30)
+            assert quick.output == "quick\n" and quick.duration < 0.9
+            assert slow.result().output == "slow\n"
+    finally:
+        transport.close()
+
+
+def test_a_step_loop_killed_on_the_host_fails_the_step_as_a_lost_connection(
+    project: Project,
+) -> None:
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        with pytest.raises(TransportError, match="connection lost during step 'doomed'"):
+            # The loop is this step's grandparent (loop, its pipeline's subshell, the step).
+            transport.run(
+                host, Script("doomed", ("sleep 0.2", "pkill -KILL -f 'while IFS='")), timeout=30
+            )
+        assert transport.run(host, Script("t", ("echo again",)), timeout=30).output == "again\n"
+    finally:
+        transport.close()
 
 
 def test_a_deploy_sends_each_host_little_besides_the_release_archive(

@@ -1,0 +1,118 @@
+"""The per-host step loop (deployer/remote/session.py), run in a local bash exactly as sshd
+runs it on a host: frames in on stdin, output and end markers out."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deployer.remote.session import _LOOP, SERVER, frame, parse_end, small_stdin
+from deployer.remote.shell import Script, Stdin
+
+NONCES = [f"{n:032x}" for n in range(1, 10)]
+
+
+def loop(frames: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["bash", "-c", _LOOP], input=frames, capture_output=True, cwd=cwd, timeout=30
+    )
+
+
+def steps(out: bytes, nonces: list[str]) -> list[tuple[int, str]]:
+    """Split the loop's output into each step's (exit code, output), in order."""
+    results = []
+    for nonce in nonces:
+        marker = f"\n@@done {nonce} ".encode()
+        cut = out.index(marker)
+        end = out.index(b"\n", cut + len(marker)) + 1
+        parsed = parse_end(out[:end], nonce)
+        assert parsed is not None
+        results.append((parsed[0], parsed[1].decode()))
+        out = out[end:]
+    assert out == b""
+    return results
+
+
+def test_each_step_runs_in_a_fresh_bash_with_exactly_its_own_stdin(tmp_path: Path) -> None:
+    frames = b"".join(
+        [
+            # Ignores its stdin, leaves a variable, a directory and an option behind.
+            frame(
+                Script("a", ("export LEFT=behind", "cd /", "set +e", "echo one")),
+                b"x" * 5000,
+                NONCES[0],
+            ),
+            # Reads exactly its 5 bytes, not the first step's leftovers nor the next frame.
+            frame(
+                Script("b", ('echo "${LEFT:-unset} $(pwd) $(wc -c)"', "echo err >&2")),
+                b"hello",
+                NONCES[1],
+            ),
+            frame(Script("c", ("false", "echo never")), b"", NONCES[2]),
+            frame(Script("d", ("exit 7",)), b"", NONCES[3]),
+        ]
+    )
+    done = loop(frames, tmp_path)
+    assert done.returncode == 0
+    a, b, c, d = steps(done.stdout, NONCES[:4])
+    assert a == (0, "one\n")
+    assert b == (0, f"unset {tmp_path} 5\nerr\n")  # stderr in the output, in order
+    assert c[0] == 1 and "never" not in c[1]  # `set -eu` holds in every step
+    assert d == (7, "")
+
+
+def test_output_that_imitates_the_end_marker_does_not_end_the_step(tmp_path: Path) -> None:
+    fake = f"@@done {NONCES[5]} 0"
+    script = Script("a", (f"printf '\\n%s\\n' {shlex.quote(fake)}", "echo after", "exit 3"))
+    done = loop(frame(script, b"", NONCES[0]), tmp_path)
+    assert parse_end(done.stdout, NONCES[5]) is None  # not the step's nonce
+    assert steps(done.stdout, [NONCES[0]]) == [(3, f"\n{fake}\nafter\n")]
+
+
+def test_a_frame_cut_short_runs_nothing_and_ends_the_loop(tmp_path: Path) -> None:
+    # The deploying machine died while sending: the script arrives truncated, so the gzip
+    # does not unpack and not even its first line runs.
+    whole = frame(Script("a", ("touch ran", "echo done")), b"", NONCES[0])
+    done = loop(whole[:-5], tmp_path)
+    assert done.returncode == 65
+    assert done.stdout == b"" and not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"not-a-nonce 3 0\n", b"\n", b"abc 1 0 ;touch x\n", b"0f 10 -1\n"],
+)
+def test_a_header_the_loop_cannot_read_ends_it_before_anything_runs(
+    tmp_path: Path, header: bytes
+) -> None:
+    script = gzip.compress(b"touch ran\n")
+    done = loop(header + script, tmp_path)
+    assert done.returncode == 65 and not (tmp_path / "ran").exists()
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_loop_ends_quietly_when_its_input_does(tmp_path: Path) -> None:
+    assert loop(b"", tmp_path).returncode == 0
+
+
+def test_the_server_command_line_is_the_loop_for_any_login_shell(tmp_path: Path) -> None:
+    # sshd hands the command line to the user's login shell: POSIX sh must see bash -c LOOP.
+    frames = frame(Script("a", ("echo hi",)), b"", NONCES[0])
+    done = subprocess.run(
+        ["sh", "-c", SERVER], input=frames, capture_output=True, cwd=tmp_path, timeout=30
+    )
+    assert steps(done.stdout, [NONCES[0]]) == [(0, "hi\n")]
+
+
+def test_stdin_travels_through_the_loop_only_when_small(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.write_bytes(os.urandom(1000))
+    assert small_stdin(Script("a", (), Stdin((b"ab", archive)))) == b"ab" + archive.read_bytes()
+    archive.write_bytes(b"\0" * (1024 * 1024 + 1))
+    assert small_stdin(Script("a", (), Stdin((archive,)))) is None
+    assert small_stdin(Script("a", (), Stdin((tmp_path / "gone",)))) is None
