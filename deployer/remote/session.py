@@ -105,6 +105,11 @@ class StepSession:
                 code, output = end
                 return code, output.decode("utf-8", errors="replace")
 
+    def ended(self) -> bool:
+        """The host closed the loop's channel, or the loop exited: no step can run in it."""
+        chan = self._chan
+        return bool(chan.closed or chan.eof_received or chan.exit_status_ready())
+
     def close(self) -> None:
         self._chan.close()
 
@@ -147,6 +152,11 @@ class StepSessions:
             return None
         try:
             session = self._sessions.get(name)
+            if session is not None and session.ended():
+                # Closed while idle (sshd's ChannelTimeout, the loop killed on the host):
+                # nothing of this step was sent yet, so a new loop can take it.
+                self._sessions.pop(name, None)
+                session = None
             if session is None:
                 session = StepSession(transport, open_timeout=self.open_timeout)
                 self._sessions[name] = session

@@ -238,3 +238,22 @@ def test_a_run_reads_its_private_key_and_known_hosts_once_not_once_per_host(
     assert [counts[h.name]["connections"] for h in hosts] == [1] * len(hosts)
     assert len(hosts) == 4 and opened.count(key) == 3  # once per key type tried, was 12
     assert parses.count(hosts[0].known_hosts_file or "") == 1
+
+
+def test_a_loop_that_ended_while_idle_is_replaced_before_the_next_step(project: Project) -> None:
+    # An sshd with ChannelTimeout closes a session idle for a while (a long canary bake);
+    # nothing of the next step was sent to it, so it runs in a new loop instead of failing.
+    host = project.load(limit="web1").hosts[0]
+    transport = SSHTransport()
+    try:
+        assert transport.run(host, Script("t", ("echo one",)), timeout=30).ok
+        code, _ = project.fleet.exec("web1", "pkill -KILL -u deploy -f 'while IFS='")
+        assert code == 0
+        session = transport._steps._sessions[host.name]  # noqa: SLF001
+        deadline = time.monotonic() + 10
+        while not session.ended() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.ended()
+        assert transport.run(host, Script("t", ("echo two",)), timeout=30).output == "two\n"
+    finally:
+        transport.close()
