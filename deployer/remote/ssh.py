@@ -1,6 +1,7 @@
-"""SSH transport on Fabric/paramiko: one connection per host for the whole run, strict host
-key checking, retries only when connecting. Must never accept an unknown host key silently,
-forward the agent, or put anything but the script on the command line.
+"""SSH transport on paramiko (Fabric reads ~/.ssh/config, remote/link.py resolves it): one
+connection per host for the whole run, strict host key checking, retries only when connecting.
+Must never accept an unknown host key silently, forward the agent, or put anything but the
+script on the command line.
 
 Reach follows OpenSSH's habits: `~/.ssh/config` (HostName, User, Port, IdentityFile,
 ProxyJump, UserKnownHostsFile) fills in what the inventory leaves unset, and keys come from
@@ -18,7 +19,7 @@ import threading
 import time
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Config
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -38,6 +39,7 @@ from deployer.remote.known_hosts import (
     disabled_algorithms,
     host_key_name,
 )
+from deployer.remote.link import Link
 from deployer.remote.session import SessionLost, StepSessions, small_stdin
 from deployer.remote.shell import Script
 from deployer.remote.transport import Channel, Progress, Result
@@ -67,8 +69,8 @@ class SSHTransport:
         self.connect_timeout = connect_timeout
         self.accept_new_host_keys = accept_new_host_keys
         self.keepalive = keepalive
-        self._connections: dict[str, Connection] = {}
-        self._gateways: dict[str, Connection] = {}
+        self._connections: dict[str, Link] = {}
+        self._gateways: dict[str, Link] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._known_hosts_lock = threading.Lock()
@@ -81,7 +83,7 @@ class SSHTransport:
 
     # ------------------------------------------------------------------ connecting
 
-    def _connection(self, host: Host, *, ahead: bool = False) -> Connection:
+    def _connection(self, host: Host, *, ahead: bool = False) -> Link:
         with self._guard:
             lock = self._locks.setdefault(host.name, threading.Lock())
         with lock:
@@ -100,7 +102,7 @@ class SSHTransport:
             self._connections[host.name] = conn
             return conn
 
-    def _open(self, host: Host) -> Connection:
+    def _open(self, host: Host) -> Link:
         spec = self._jump_spec(host)
         return self._connect(
             host.name,
@@ -122,18 +124,10 @@ class SSHTransport:
             return None
         return spec
 
-    def _connection_config(self) -> Config:
-        """A Config of the connection's own around the run's parsed ~/.ssh/config: Fabric's
-        Connection writes into its config as it is built (`inline_ssh_env`), and each write
-        rebuilds that config's data from empty, so a shared one could be read half-rebuilt by
-        another host's thread ("No attribute or config key found for 'connect_kwargs'").
-        Costs 0.2 ms and reads no ssh config file (a clone would read them again)."""
-        return Config(ssh_config=self._config.base_ssh_config)
-
     def _ssh_config(self, address: str) -> dict[str, object]:
         return dict(self._config.base_ssh_config.lookup(address))
 
-    def _gateway(self, host: Host, spec: str) -> Connection:
+    def _gateway(self, host: Host, spec: str) -> Link:
         """The jump host's connection, opened once and shared by every host behind it. Its
         key is checked as strictly as any other."""
         with self._guard:
@@ -152,16 +146,16 @@ class SSHTransport:
         name: str,
         endpoint: Endpoint,
         host: Host,
-        gateway: Connection | None,
+        gateway: Link | None,
         *,
         where: str | None = None,
-    ) -> Connection:
+    ) -> Link:
         """Open one checked connection. `where` names it in errors (default: the address and
         port it resolved to, with the inventory's address when the config renamed it)."""
         ssh_config = self._ssh_config(endpoint.address)
         if gateway is None and self._config_jump(endpoint.address, ssh_config):
-            # Only a jump host gets here with a ProxyJump of its own: Fabric would follow it
-            # with a connection whose host key nobody checks.
+            # Only a jump host gets here with a ProxyJump of its own: a chain this transport
+            # would not follow (it would connect to the jump host directly instead).
             raise TransportError(
                 name,
                 f"{where or endpoint.address} has its own ProxyJump in ~/.ssh/config;"
@@ -177,17 +171,19 @@ class SSHTransport:
         if host.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(host.key_file)
         try:
-            conn = Connection(
-                host=endpoint.address,
+            conn = Link(
+                endpoint.address,
                 user=endpoint.user,
                 port=endpoint.port,
+                ssh_config=ssh_config,
+                # A plain SSHClient, but reading each key file once per run. Never an agent
+                # forwarded: a jump host is reached by ProxyJump instead.
+                client=KeyCachingClient(self._key_files),
                 connect_timeout=self.connect_timeout,
                 connect_kwargs=connect_kwargs,
-                forward_agent=False,  # never: a jump host is reached by ProxyJump instead
-                # Never None, which lets Fabric follow a ProxyJump with unchecked host keys. A
+                # A jump host's connection is checked like any other (see _gateway). A
                 # ProxyCommand is only a socket: the key is still checked here.
-                gateway=gateway or ssh_config.get("proxycommand") or False,
-                config=self._connection_config(),
+                gateway=gateway or _proxy_command(ssh_config),
             )
         except ValueError as exc:  # e.g. `Port abc` in the config
             raise ConfigError(
@@ -198,8 +194,6 @@ class SSHTransport:
             where = f"{conn.host}:{conn.port}"
             if conn.host != endpoint.address:
                 where += f" ({endpoint.address} in ~/.ssh/config)"
-        # The client Fabric makes (a plain SSHClient), but reading each key file once per run.
-        conn.client = KeyCachingClient(self._key_files)
         # No key is given to paramiko, so it asks the policy about every key it is shown.
         known = files.keys_for(host_key_name(conn.host, int(conn.port)), self._known_hosts)
         if disabled := disabled_algorithms(known):  # only the key types pinned are offered
@@ -254,7 +248,7 @@ class SSHTransport:
         wait=wait_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
-    def _connect_with_retry(conn: Connection) -> None:
+    def _connect_with_retry(conn: Link) -> None:
         conn.open()
 
     def connect(self, host: Host) -> None:
@@ -372,7 +366,7 @@ class SSHTransport:
                 host.name, f"cannot reach {address}:{port} from the host: {exc}"
             ) from None
         chan.settimeout(timeout)
-        return chan  # type: ignore[no-any-return]
+        return chan
 
     def _drop(self, host: Host) -> None:
         self._steps.forget(host.name)
@@ -400,7 +394,12 @@ class SSHTransport:
                 thread.join()
 
 
-def _close_quietly(conn: Connection) -> None:
+def _proxy_command(ssh_config: dict[str, object]) -> str | None:
+    command = ssh_config.get("proxycommand")
+    return str(command) if command else None
+
+
+def _close_quietly(conn: Link) -> None:
     # Closing a connection that already died can fail in any number of ways; none matter.
     with contextlib.suppress(Exception):
         wake_reader(conn.client.get_transport())

@@ -1,16 +1,20 @@
 """How the transport reads ~/.ssh/config: which jump host and known_hosts file a host gets,
-and that Fabric is never left to follow a ProxyJump on its own (its jump connections accept
-any host key). No connection is opened here."""
+and where a connection goes (remote/link.py). A jump host's own ProxyJump is refused, never
+followed unchecked. No connection is opened here."""
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
+from typing import Any
 
+import paramiko
 import pytest
 
 from deployer.config.model import Host
 from deployer.errors import ConfigError, TransportError
 from deployer.remote.known_hosts import KnownHostsFiles
+from deployer.remote.link import Link
 from deployer.remote.ssh import Endpoint, SSHTransport
 
 CONFIG = """\
@@ -99,20 +103,33 @@ def test_a_port_that_is_not_a_number_is_a_config_error(tmp_path: Path) -> None:
         transport._connect("web1", Endpoint("127.0.0.70", None, None), host("127.0.0.70"), None)
 
 
-def test_building_a_connection_leaves_the_runs_shared_config_untouched(
-    transport: SSHTransport,
+def test_a_connection_takes_what_the_inventory_leaves_unset_from_the_config(
+    tmp_path: Path,
 ) -> None:
-    """Fabric writes into a Connection's config while building it, and every write rebuilds
-    that config from empty: with one config shared by all hosts' threads, another thread read
-    it half-rebuilt (a 20-host benchmark deploy failed with "No attribute or config key found
-    for 'connect_kwargs'"). Each connection gets its own, over the same parsed ssh config."""
-    shared = transport._config
-    before = dict(shared._modifications)
-    with pytest.raises(TransportError):  # nothing listens there: built, then refused
-        transport._connect(
-            "h", Endpoint("127.0.0.1", 1, "deploy"), host("127.0.0.1"), None, where="x"
+    path = tmp_path / "config"
+    path.write_text(
+        "Host 127.0.0.80\n    HostName 127.0.0.81\n    User ops\n    Port 2200\n"
+        "    IdentityFile /keys/from-config\n"
+    )
+    transport = SSHTransport(ssh_config=str(path))
+
+    def link(address: str, **given: Any) -> Link:
+        return Link(
+            address,
+            user=given.get("user"),
+            port=given.get("port"),
+            ssh_config=transport._ssh_config(address),
+            client=paramiko.SSHClient(),
+            connect_timeout=1,
+            connect_kwargs={"key_filename": given["key"]} if "key" in given else {},
         )
-    assert shared._modifications == before
-    config = transport._connection_config()
-    assert config is not shared
-    assert config.base_ssh_config is shared.base_ssh_config  # ~/.ssh/config parsed once
+
+    configured = link("127.0.0.80", key="/keys/inventory")
+    assert (configured.host, configured.user, configured.port) == ("127.0.0.81", "ops", 2200)
+    # The inventory's key is offered first, then the config's, as ssh -i does.
+    assert configured.connect_kwargs["key_filename"] == ["/keys/inventory", "/keys/from-config"]
+    mine = link("127.0.0.80", user="deploy", port=2222)
+    assert (mine.host, mine.user, mine.port) == ("127.0.0.81", "deploy", 2222)
+    plain = link("127.0.0.82")
+    assert (plain.host, plain.user, plain.port) == ("127.0.0.82", getpass.getuser(), 22)
+    assert "key_filename" not in plain.connect_kwargs
