@@ -138,6 +138,26 @@ def test_proxy_jump_from_ssh_config_checks_the_jump_host_key(project: Project, h
     deployed_everywhere(project)
 
 
+def test_proxy_command_from_ssh_config_carries_the_connection(project: Project, home: Path) -> None:
+    # A ProxyCommand is only the socket: the host key is checked as on any connection.
+    used = home / "proxied"
+    addresses = {name: project.fleet.host(name).address for name in TARGETS}
+    addresses["web3"] = NOWHERE  # only the config's HostName, through the command, reaches it
+    bare_inventory(project, addresses)
+    proxy = (
+        f"    ProxyCommand bash -c 'echo %h:%p >> {used}; exec 3<>/dev/tcp/%h/%p;"
+        " cat <&3 & exec cat >&3'\n"
+    )
+    entries = [host_entry(project, name) for name in ("web1", "web2")]
+    entries.append(host_entry(project, "web3", pattern=NOWHERE) + proxy)
+    ssh_config(home, "\n".join(entries))
+    out = project.invoke("deploy", "--env", "test", env={"HOME": str(home), "SSH_AUTH_SOCK": None})
+    assert out.returncode == 0, out.stdout + out.stderr
+    deployed_everywhere(project)
+    web3 = project.fleet.host("web3")
+    assert used.read_text().splitlines() == [f"{web3.address}:{web3.port}"]
+
+
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[str]:
     sock = str(tmp_path / "agent.sock")
