@@ -37,9 +37,10 @@ import paramiko
 
 from deployer.remote.shell import Script, cmd
 
-# At most this much stdin goes through the loop (held in memory while it is sent); more
-# streams through an exec session of its own, with progress and cancellation.
-STDIN_LIMIT = 1024 * 1024
+# At most this much stdin goes through the loop (held in memory while it is sent: 40 hosts at
+# once hold at most 10 MiB); more streams through an exec session of its own, with progress
+# and cancellation.
+STDIN_LIMIT = 256 * 1024
 
 _LOOP = (
     "while IFS=' ' read -r n s i; do "

@@ -113,6 +113,6 @@ def test_stdin_travels_through_the_loop_only_when_small(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.write_bytes(os.urandom(1000))
     assert small_stdin(Script("a", (), Stdin((b"ab", archive)))) == b"ab" + archive.read_bytes()
-    archive.write_bytes(b"\0" * (1024 * 1024 + 1))
+    archive.write_bytes(b"\0" * (256 * 1024 + 1))
     assert small_stdin(Script("a", (), Stdin((archive,)))) is None
     assert small_stdin(Script("a", (), Stdin((tmp_path / "gone",)))) is None
