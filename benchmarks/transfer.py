@@ -231,7 +231,26 @@ def render(record: dict[str, Any]) -> str:
             f" {r['cpu_s']:.2f} {_runs(r)}| {r['wall_s']:.1f} |"
             f" {'yes' if r['verified'] else 'NO'} |"
         )
+    out += ["", *growth(rows)]
     return "\n".join(out) + "\n"
+
+
+def growth(rows: list[dict[str, Any]]) -> list[str]:
+    """Per mode: the controller CPU of the largest fleet against the smallest, and what each
+    added host cost (the target for the store: within 20%)."""
+    lines = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["hosts"])
+        small, large = mine[0], mine[-1]
+        if large["hosts"] == small["hosts"]:
+            continue
+        per_host = (large["cpu_s"] - small["cpu_s"]) / (large["hosts"] - small["hosts"])
+        lines.append(
+            f"- {mode}: controller CPU {large['cpu_s'] / small['cpu_s'] - 1:+.0%} from"
+            f" {small['hosts']} to {large['hosts']} hosts, {per_host * 1000:.1f} ms per added"
+            " host."
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,3 +77,20 @@ def test_results_show_each_tool_above_the_floors_and_our_batches_above_the_floor
     assert "| first | 5 | ours | 5 | 2.20 (2.30) | 2.00 | +0.20 (+0.30) |" in text
     assert "| django | 5 | ours-store | 7.2 (7.1) | 1.03× | 1.50 | 17.00 |" in text
     assert "| per batch at most 0.3 s above the restart floor (5 hosts, ours, SSH) |" in text
+
+
+def test_transfer_results_state_the_cpu_growth_per_mode_from_the_smallest_fleet() -> None:
+    from benchmarks.transfer import growth
+
+    rows = [
+        {"mode": "ssh", "hosts": 5, "cpu_s": 2.0},
+        {"mode": "store", "hosts": 5, "cpu_s": 1.6},
+        {"mode": "store", "hosts": 20, "cpu_s": 1.7},
+        {"mode": "ssh", "hosts": 40, "cpu_s": 6.0},
+        {"mode": "store", "hosts": 40, "cpu_s": 1.95},
+    ]
+    assert growth(rows) == [
+        "- ssh: controller CPU +200% from 5 to 40 hosts, 114.3 ms per added host.",
+        "- store: controller CPU +22% from 5 to 40 hosts, 10.0 ms per added host.",
+    ]
+    assert growth([{"mode": "store", "hosts": 5, "cpu_s": 1.0}]) == []
