@@ -4,21 +4,26 @@ Each step used to be an SSH exec session of its own: a channel opened, an exec r
 window, EOF and close on both sides, and the script's output in as many packets as it had
 writes. paramiko does that protocol work in Python, on the deploying machine, for every host:
 on a 40-host deploy it was most of the controller's CPU that grew with the fleet (issue 18).
-Here the host's first step starts a small loop in bash (`SERVER`) and every later step is one
-frame written to it and one read back:
+Here the host's first step starts a small loop in bash (`SERVER`) and every later step is a
+short exchange on that one channel:
 
-    controller -> host   "<nonce> <script bytes> <stdin bytes>\\n" gzip'd script, stdin
+    controller -> host   "<nonce> <script bytes>\\n" and the gzip'd script
+    host -> controller   "@@ready <nonce>\\n": the script arrived whole and unpacked
+    controller -> host   "go <nonce> <stdin bytes>\\n" and the stdin
     host -> controller   the step's output (stdout and stderr, in the order written), then
                          "\\n@@done <nonce> <exit code>\\n", in one write (dd buffers it)
 
-Each step still runs in a fresh `bash -c` with the login environment, exactly as an exec
-session ran it; the loop's own variables are not exported. Its stdin is exactly the bytes
-framed with it (`head -c`), drained after it exits so the next header is read where it
-starts. The nonce is random per step: output cannot end a step early. The script always
-travels gzip'd, so that a frame cut short (the deploying machine died while sending) fails to
-unpack instead of running the part of the script that arrived. A frame the loop cannot read (a
-bad header, a payload that does not unpack) ends the loop, and with it the session: the step
-fails as a lost connection, having run nothing.
+Nothing runs before "go", and "go" is sent only while the step's deadline has not passed: a
+host that stopped (a frozen VM, a paused container) and wakes after the deployer gave up on the
+step finds its connection closed instead of a "go", and runs nothing, as an exec request that
+was never answered ran nothing. Each step still runs in a fresh `bash -c` with the login
+environment, exactly as an exec session ran it; the loop's own variables are not exported. Its
+stdin is exactly the bytes sent with it (`head -c`), drained after it exits so the next header
+is read where it starts. The nonce is random per step: output cannot end a step early. The
+script always travels gzip'd, so that a frame cut short (the deploying machine died while
+sending) fails to unpack instead of running the part that arrived. Anything the loop cannot
+read (a bad header, a payload that does not unpack, a "go" for another step) ends the loop, and
+with it the session: the step fails as a lost connection, having run nothing.
 
 Steps with large stdin (the release archive streamed by the SSH push) keep their own exec
 session, as does a step that arrives while the host's loop is busy; see `SSHTransport.run`.
@@ -32,6 +37,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 import paramiko
 
@@ -43,9 +49,13 @@ from deployer.remote.shell import Script, cmd
 STDIN_LIMIT = 256 * 1024
 
 _LOOP = (
-    "while IFS=' ' read -r n s i; do "
-    "case $n$s$i in ''|*[!0-9a-f]*) exit 65;; esac; "
+    "while IFS=' ' read -r n s; do "
+    "case $n$s in ''|*[!0-9a-f]*) exit 65;; esac; "
     'c=$(head -c "$s" | gzip -dc) || exit 65; '
+    "printf '@@ready %s\\n' \"$n\"; "
+    "IFS=' ' read -r g m i || exit 0; "
+    'case "$g $m $i" in "go $n "[0-9]*) ;; *) exit 65;; esac; '
+    "case $i in *[!0-9]*) exit 65;; esac; "
     'head -c "$i" | { bash -c "$c" 2>&1; r=$?; cat >/dev/null; '
     'printf \'\\n@@done %s %s\\n\' "$n" "$r"; } | dd obs=1M status=none; '
     "done"
@@ -59,10 +69,20 @@ class SessionLost(Exception):
     """The loop ended or the channel closed before the step's end marker arrived."""
 
 
-def frame(script: Script, stdin: bytes, nonce: str) -> bytes:
-    """The bytes that run `script` with `stdin` in the loop."""
+def frame(script: Script, nonce: str) -> bytes:
+    """What asks the loop to get `script` ready to run."""
     payload = gzip.compress(script.render().encode(), mtime=0)
-    return f"{nonce} {len(payload)} {len(stdin)}\n".encode() + payload + stdin
+    return f"{nonce} {len(payload)}\n".encode() + payload
+
+
+def ready(nonce: str) -> bytes:
+    """The loop's answer once the script is unpacked."""
+    return f"@@ready {nonce}\n".encode()
+
+
+def go(nonce: str, stdin: bytes) -> bytes:
+    """What lets the loop run the script it holds, with `stdin`."""
+    return f"go {nonce} {len(stdin)}\n".encode() + stdin
 
 
 def parse_end(buffer: bytes, nonce: str) -> tuple[int, bytes] | None:
@@ -85,8 +105,16 @@ class StepSession:
         """Raises TimeoutError past `deadline`, SessionLost when the loop is gone, OSError or
         paramiko.SSHException when the connection is."""
         nonce = secrets.token_hex(16)
-        self._chan.settimeout(max(0.001, deadline - time.monotonic()))
-        self._chan.sendall(frame(script, stdin, nonce))
+        self._chan.sendall(frame(script, nonce))
+        # What a login shell prints before the loop starts may come first: it is not ours.
+        self._read(deadline, lambda tail: tail.endswith(ready(nonce)))
+        self._chan.sendall(go(nonce, stdin))
+        got = self._read(deadline, lambda tail: parse_end(tail, nonce) is not None)
+        code, output = parse_end(got, nonce) or (-1, got)
+        return code, output.decode("utf-8", errors="replace")
+
+    def _read(self, deadline: float, complete: Callable[[bytes], bool]) -> bytes:
+        """What the loop sends until `complete` holds for its last 64 bytes."""
         chunks: list[bytes] = []
         tail = b""
         while True:
@@ -98,13 +126,9 @@ class StepSession:
             if not data:
                 raise SessionLost("the host's step loop ended")
             chunks.append(data)
-            tail = (tail + data)[-64:] if len(data) < 64 else data[-64:]
-            if _DONE.search(tail) is None:
-                continue
-            end = parse_end(b"".join(chunks), nonce)
-            if end is not None:
-                code, output = end
-                return code, output.decode("utf-8", errors="replace")
+            tail = (tail + data)[-64:]
+            if complete(tail):
+                return b"".join(chunks)
 
     def ended(self) -> bool:
         """The host closed the loop's channel, or the loop exited: no step can run in it."""
