@@ -8,7 +8,6 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from deployer import api
-from deployer.drill import Smoke
 from deployer.taskkit import HelpTask, echo, handles_errors, help_for, load, options
 
 __all__ = ["drill"]
@@ -46,6 +45,8 @@ def drill(
     playbook: str = "deploy",
 ) -> None:
     """Rehearse a rollback: back to the rollback target, hold, forward again; timed."""
+    from deployer.drill import Smoke  # here: `invoke --list` need not load the drill
+
     result = api.drill(
         load(env, limit=limit, playbook=playbook),
         options(format, verbose, accept_new_host_keys),

@@ -6,12 +6,16 @@ which is also why they travel on stdin and not in the scripts printed here."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from deployer.plan import DeployPlan
 from deployer.release import Release
 from deployer.remote import lb as lb_scripts
 from deployer.remote import scripts
 from deployer.remote.shell import Script
-from deployer.strategies.bluegreen.traffic import TrafficPlan
+
+if TYPE_CHECKING:
+    from deployer.strategies.bluegreen.traffic import TrafficPlan
 
 
 def describe(plan: DeployPlan, release: Release) -> str:

@@ -7,15 +7,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deployer import api
-from deployer.delivery import parse_since, render_json, render_prometheus, render_text
-from deployer.history import Run
 from deployer.taskkit import echo, handles_errors, help_for, load
+
+if TYPE_CHECKING:
+    from deployer.history import Run
 
 __all__ = ["history"]
 
@@ -71,6 +73,9 @@ def history(
 def _print_stats(
     loaded: api.Loaded, format: str, accept: bool, since: str | None, window: str
 ) -> None:
+    # here: only `history --stats` needs the delivery figures
+    from deployer.delivery import parse_since, render_json, render_prometheus, render_text
+
     render = {"text": render_text, "json": render_json, "prometheus": render_prometheus}
     if format not in render:
         raise Exit(f"error: --format must be text, json or prometheus, not {format!r}", code=2)

@@ -9,7 +9,6 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from deployer import api
-from deployer.config.ansible.listing import json_value
 from deployer.taskkit import HelpTask, handles_errors, help_for, project, require_env
 
 __all__ = ["inventory"]
@@ -34,4 +33,6 @@ def inventory(
     merged as a deploy sees them (group_vars/ and host_vars/ included), secret-named values
     shown as ***. Reads files only: connects to nothing."""
     data = api.inventory_listing(project(), require_env(env), host=host)
+    from deployer.config.ansible.listing import json_value  # not for `invoke --list`
+
     print(json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=json_value))

@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from deployer.errors import ConfigError
 from deployer.localcmd import TimedOut, run_local, stderr_tail
@@ -149,25 +149,30 @@ def _error(source: SecretSource, message: str, hint: str | None = None) -> Confi
 
 # ---------------------------------------------------------------- masking
 
-_masks: tuple[str, ...] = ()  # longest first, so a value containing another is masked whole
 _masks_lock = threading.Lock()
 ANCHOR = 8  # how many first characters of a value are looked for before the value itself
-# _masks, with the first characters of the values masked as substrings -> their places in it.
-# A store deploy registers two presigned URLs per host, which share their first characters:
-# a text is searched once per beginning, not once per value (at 40 hosts, 80 searches of every
-# text of every event). Last, the values too short to mask as substrings. One tuple, so that
-# a reader never pairs one table's places with another's values.
+# The values to mask, longest first (so a value containing another is masked whole); their
+# first characters (of the values masked as substrings) -> their places among them; last, the
+# values too short to mask as substrings. Secrets that share their first characters (presigned
+# URLs of one bucket) cost one search of a text per beginning, not one per value. One tuple,
+# replaced whole on every change, so that a reader never pairs one table's places with
+# another's values.
 _table: tuple[tuple[str, ...], dict[str, tuple[int, ...]], tuple[str, ...]] = ((), {}, ())
+# redact_event's last call: (event, table it was redacted with, result). A bus hands the same
+# event to every reporter in turn, and each redacts it: the second and later calls return
+# this. One tuple, replaced whole, so that threads emitting at once never see a mixed entry;
+# holding the event keeps its id from being reused by another.
+_last_event: tuple[object, object, object] = (None, None, None)
 
 
 def _register(value: str) -> None:
-    global _masks, _table
+    global _table
     # A multi-line value (a key file) is also masked line by line, since an output tail may
     # hold only part of it; but not its short lines (a lone "}" is no secret).
     lines = (line.strip() for line in value.splitlines()) if "\n" in value else ()
     parts = {value, *(line for line in lines if len(line) >= MIN_SUBSTRING)}
     with _masks_lock:
-        known = set(_masks)
+        known = set(_table[0])
         new = {part for part in parts if part and part not in known}
         if new:
             masks = tuple(sorted(known | new, key=len, reverse=True))
@@ -177,7 +182,6 @@ def _register(value: str) -> None:
                     anchors.setdefault(part[:ANCHOR], []).append(index)
             short = tuple(part for part in masks if len(part) < MIN_SUBSTRING)
             _table = (masks, {a: tuple(places) for a, places in anchors.items()}, short)
-            _masks = masks
 
 
 def mask(value: str) -> None:
@@ -192,7 +196,7 @@ def redact(text: str) -> str:
     if not masks or not text:
         return text
     # A value can only be in the text if its beginning is; masking one never makes another's
-    # beginning appear (unless that holds a `*`). The values are masked in _masks' order.
+    # beginning appear (unless that holds a `*`). The values are masked in their order.
     found = [i for a, places in anchors.items() if "*" in a or a in text for i in places]
     for index in sorted(found):
         text = text.replace(masks[index], MASK)
@@ -214,9 +218,16 @@ def _redact_value(value: Any) -> Any:
 def redact_event(event: E) -> E:
     """An event (any dataclass) with every text in it redacted; the same object when nothing
     needed masking. Reporters call this first, so no event reaches a screen, a file or a
-    webhook with a secret in it, whoever emitted it."""
-    if not _masks or not dataclasses.is_dataclass(event) or isinstance(event, type):
+    webhook with a secret in it, whoever emitted it. Asked again for the same event with no
+    secret registered since (the next reporter on the bus), it returns the same answer
+    without looking again: events are frozen once emitted."""
+    global _last_event
+    table = _table
+    if not table[0] or not dataclasses.is_dataclass(event) or isinstance(event, type):
         return event
+    last, last_table, last_result = _last_event
+    if last is event and last_table is table:
+        return cast(E, last_result)
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
@@ -224,4 +235,6 @@ def redact_event(event: E) -> E:
         if cleaned != value:
             changes[f.name] = cleaned
     # Events have no init=False fields; replace() keeps `at` and the rest as they were.
-    return dataclasses.replace(event, **changes) if changes else event
+    result = dataclasses.replace(event, **changes) if changes else event
+    _last_event = (event, table, result)
+    return result

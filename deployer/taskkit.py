@@ -10,17 +10,18 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 from invoke.tasks import Task
 
 from deployer import api
 from deployer.errors import DeployerError
-from deployer.events import Subscriber
 from deployer.printable import printable
-from deployer.reporters import JsonLinesReporter, terminal_reporter
 from deployer.secrets import redact
+
+if TYPE_CHECKING:
+    from deployer.events import Subscriber
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,6 +121,8 @@ def load(env: str | None, *, limit: str | None = None, playbook: str = "deploy")
 
 
 def options(format: str, verbose: bool, accept_new_host_keys: bool = False) -> api.Options:
+    from deployer.reporters import JsonLinesReporter, terminal_reporter  # not for `--list`
+
     reporters: list[Subscriber] = []
     if format == "json":
         reporters.append(JsonLinesReporter(sys.stdout, verbose=verbose))

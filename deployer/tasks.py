@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -18,12 +19,13 @@ from deployer.drill_tasks import drill
 from deployer.errors import DeployerError
 from deployer.flags.tasks import flags as flags_collection
 from deployer.history_tasks import history
-from deployer.inspect import HostStatus
 from deployer.inventory_tasks import inventory
 from deployer.printable import one_line, printable
-from deployer.resources import describe as describe_resources
 from deployer.scaffold.tasks import init
 from deployer.taskkit import echo, handles_errors, help_for, load, options, project
+
+if TYPE_CHECKING:
+    from deployer.inspect import HostStatus
 
 
 @task(
@@ -168,6 +170,8 @@ def status(
 
 
 def _print_status(rows: list[HostStatus], *, blue_green: bool) -> None:
+    from deployer.resources import describe as describe_resources  # not for `invoke --list`
+
     width = max(len(r.host) for r in rows)
     if blue_green:
         echo(f"live color: {rows[0].live_color or 'none (traffic never switched)'}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deployer.api.building import build, iso, rebuild, resumable_run
 from deployer.api.checklist import checklist_policy, this_machine
@@ -19,19 +20,20 @@ from deployer.api.wiring import (
     notifying,
     traffic_plan,
 )
-from deployer.drill import DrillResult, Smoke
-from deployer.drill import drill as run_drill
 from deployer.dryrun import describe, describe_traffic
 from deployer.errors import ConfigError, PreflightError
 from deployer.hooks import run_build_hooks
 from deployer.preflight import Checks
 from deployer.release import validate_release_id
-from deployer.rollback import rollback as run_rollback
 from deployer.runner import new_run_id, utc_now
-from deployer.strategies.bluegreen.deploy import deploy as run_blue_green
-from deployer.strategies.bluegreen.rollback import rollback as run_blue_green_rollback
 from deployer.strategies.drain import describe_drain
 from deployer.strategies.rolling import deploy as run_deploy
+
+if TYPE_CHECKING:
+    from deployer.drill import DrillResult, Smoke
+
+# Each strategy's flow (blue-green, rollback, drill) is imported where it runs: a rolling
+# deploy loads none of the others.
 
 
 def deploy(
@@ -92,6 +94,8 @@ def deploy(
         try:
             with notifying(loaded, bus):
                 if traffic is not None:
+                    from deployer.strategies.bluegreen.deploy import deploy as run_blue_green
+
                     return run_blue_green(
                         plan, traffic, release, runner, bus, checks=Checks(local, policy)
                     )
@@ -125,7 +129,11 @@ def rollback(loaded: Loaded, options: Options, *, to: str | None = None) -> dict
     try:
         with notifying(loaded, bus):
             if traffic is not None:
-                return run_blue_green_rollback(plan, traffic, runner, bus, run_id=run_id, to=to)
+                from deployer.strategies.bluegreen.rollback import rollback as run_blue_green
+
+                return run_blue_green(plan, traffic, runner, bus, run_id=run_id, to=to)
+            from deployer.rollback import rollback as run_rollback
+
             return run_rollback(
                 lambda rid: drain_plan(loaded, loaded.plan(rid, run_id, render_files=False))[0],
                 runner,
@@ -161,6 +169,8 @@ def drill(
             file=loaded.playbook.path,
             key_path="strategy.kind",
         )
+    from deployer.drill import drill as run_drill
+
     run_id = new_run_id()
     bus = event_bus(options, loaded.project.runs)
     runner = make_runner(loaded, options, bus)

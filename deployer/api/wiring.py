@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deployer.api.project import PLACEHOLDER_RELEASE, Loaded
 from deployer.errors import ConfigError
@@ -17,10 +18,11 @@ from deployer.plan import DeployPlan, HostPlan
 from deployer.remote.ssh import SSHTransport
 from deployer.remote.transport import Transport
 from deployer.reporters import RunRecorder
-from deployer.reporters.webhook import WebhookReporter
 from deployer.runner import Runner, new_run_id
-from deployer.strategies.bluegreen.traffic import TrafficPlan, plan_traffic
 from deployer.strategies.drain import DrainPlan, plan_drain
+
+if TYPE_CHECKING:
+    from deployer.strategies.bluegreen.traffic import TrafficPlan
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def notifying(loaded: Loaded, bus: EventBus) -> Iterator[None]:
             key_path="notify.webhook.url_env",
             hint=f"export {notify.webhook_url_env}=<webhook URL> (in CI, from its secret store)",
         )
+    from deployer.reporters.webhook import WebhookReporter  # only with `notify.webhook`
+
     webhook = WebhookReporter(url, timeout=notify.timeout)
     bus.subscribe(webhook)
     try:
@@ -78,6 +82,8 @@ def traffic_plan(loaded: Loaded, plan: DeployPlan) -> TrafficPlan | None:
     """Blue-green: the colors, the load balancer(s) and their rendered configs (pure)."""
     if loaded.playbook.strategy.kind != "blue_green":
         return None
+    from deployer.strategies.bluegreen.traffic import plan_traffic
+
     return plan_traffic(plan, loaded.inventory, loaded.project.templates)
 
 

@@ -1,6 +1,7 @@
-"""Putting a release archive into S3-compatible storage once and presigning one short-lived
-GET URL per host, with boto3 (the optional `[s3]` extra). Runs only on this machine: no
-credential, and no client, ever reaches a host; they get a presigned URL on stdin."""
+"""Putting a release archive into S3-compatible storage once and presigning short-lived GET
+URLs for the hosts, with boto3 (the optional `[s3]` extra): one per object, shared by the
+hosts while at least half its life is left. Runs only on this machine: no credential, and no
+client, ever reaches a host; they get a presigned URL on stdin."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +39,15 @@ class Published:
 class S3Store:
     """An S3-compatible bucket (AWS S3, MinIO, Cloudflare R2, Ceph RGW) reached with boto3."""
 
-    def __init__(self, settings: ArtifactStore, client: Any) -> None:
+    def __init__(
+        self, settings: ArtifactStore, client: Any, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self._client = client
-        self._lock = threading.Lock()  # boto3 clients are thread-safe; presign counts are not
+        self._clock = clock
+        self._lock = threading.Lock()  # boto3 clients are thread-safe; these counts are not
         self.uploaded_bytes = 0
+        self._urls: dict[str, tuple[float, Fetch]] = {}  # key -> (signed at, its download)
 
     def key(self, application: str, sha256: str) -> str:
         """Content-addressed: the same archive (they are reproducible) is the same object."""
@@ -76,17 +82,28 @@ class S3Store:
         return Published(key, size, sha256, time.monotonic() - started)
 
     def fetch(self, key: str) -> Fetch:
-        """A host's download of `key`: a fresh presigned GET URL, valid `url_ttl` seconds,
-        registered as a secret so that no output, record or webhook shows it."""
-        url = self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.settings.bucket, "Key": key},
-            ExpiresIn=max(1, math.ceil(self.settings.url_ttl)),
-        )
-        secret = Secret(url)
-        if "?" in url:
-            Secret(url.split("?", 1)[1])  # the signed query alone is masked too
-        return Fetch(url=secret, tool=self.settings.fetch_with, where=self.location(key))
+        """A host's download of `key`: a presigned GET URL valid `url_ttl` seconds from its
+        signing, registered as a secret so that no output, record or webhook shows it.
+
+        Hosts fetch the same object, so they share one URL while at least half of `url_ttl`
+        is left (every host gets one with that much life ahead); after that a new one is
+        signed. At 40 hosts that is one signature instead of 40, and one secret to mask."""
+        with self._lock:  # held while signing: hosts arriving together share the signature
+            now = self._clock()
+            signed = self._urls.get(key)
+            if signed is not None and now - signed[0] < self.settings.url_ttl / 2:
+                return signed[1]
+            url = self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.settings.bucket, "Key": key},
+                ExpiresIn=max(1, math.ceil(self.settings.url_ttl)),
+            )
+            secret = Secret(url)
+            if "?" in url:
+                Secret(url.split("?", 1)[1])  # the signed query alone is masked too
+            fetch = Fetch(url=secret, tool=self.settings.fetch_with, where=self.location(key))
+            self._urls[key] = (now, fetch)
+            return fetch
 
 
 def open_store(settings: ArtifactStore) -> S3Store:

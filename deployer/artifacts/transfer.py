@@ -1,6 +1,6 @@
 """One run's use of the artifact store: each archive the stage step needs is uploaded once,
 on first need (a host on the leader's baseline needs only the delta), then every host gets
-its own presigned URL. Emits events; never prints."""
+a presigned URL (`S3Store.fetch`). Emits events; never prints."""
 
 from __future__ import annotations
 

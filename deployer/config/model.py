@@ -301,7 +301,7 @@ class ArtifactStore:
     endpoint_url: str | None = None  # None: AWS S3; MinIO, R2, Ceph RGW: their URL
     region: str | None = None  # "auto" for Cloudflare R2
     addressing: Literal["auto", "path", "virtual"] = "auto"
-    url_ttl: float = 300.0  # seconds a presigned URL is valid; each host gets its own
+    url_ttl: float = 300.0  # seconds a presigned URL is valid; shared until half is gone
     profile: str | None = None  # an AWS config profile on this machine
     access_key_id_env: str | None = None  # env variables holding the keys (else boto3's chain)
     secret_access_key_env: str | None = None

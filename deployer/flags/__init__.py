@@ -10,9 +10,41 @@
     tasks.py    the Invoke collection `flags`
 """
 
-from deployer.flags.model import Flag, FlagSet, FlagState, load_flags, parse_flags
-from deployer.flags.push import FlagsReport, HostFlags, Pushed, list_flags, push_flags, set_flag
-from deployer.flags.runtime import is_enabled
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deployer.lazy import exports
+
+if TYPE_CHECKING:
+    from deployer.flags.model import Flag, FlagSet, FlagState, load_flags, parse_flags
+    from deployer.flags.push import (
+        FlagsReport,
+        HostFlags,
+        Pushed,
+        list_flags,
+        push_flags,
+        set_flag,
+    )
+    from deployer.flags.runtime import is_enabled
+else:
+    # Imported on first use: an application importing `deployer.flags.runtime` (stdlib only)
+    # must not load the deployer's whole API through this file.
+    __getattr__, __dir__ = exports(
+        globals(),
+        {
+            **dict.fromkeys(
+                ["Flag", "FlagSet", "FlagState", "load_flags", "parse_flags"],
+                "deployer.flags.model",
+            ),
+            **dict.fromkeys(
+                ["FlagsReport", "HostFlags", "Pushed", "list_flags", "push_flags", "set_flag"],
+                "deployer.flags.push",
+            ),
+            "is_enabled": "deployer.flags.runtime",
+        },
+    )
+
 
 __all__ = [
     "Flag",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -15,8 +15,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deployer import api
-from deployer.flags.push import FlagsReport, Pushed, list_flags, push_flags, set_flag
 from deployer.taskkit import echo, handles_errors, load, options
+
+if TYPE_CHECKING:
+    from deployer.flags.push import FlagsReport, Pushed
 
 __all__ = ["flags"]
 
@@ -52,6 +54,8 @@ def list_(
     if format not in ("text", "json"):
         raise Exit(f"error: --format must be text or json, not {format!r}", code=2)
     loaded = load(env, limit=limit, playbook=playbook)
+    from deployer.flags.push import list_flags  # here: `invoke --list` need not load it
+
     report = list_flags(loaded, api.Options(accept_new_host_keys=accept_new_host_keys))
     if format == "json":
         print(json.dumps(report.to_data(), indent=2))
@@ -130,6 +134,8 @@ def set_(
         except ValueError:
             raise Exit(f"error: --percent takes a whole number, not {percent!r}", code=2) from None
     loaded = load(env, playbook=playbook)
+    from deployer.flags.push import set_flag
+
     result = set_flag(
         loaded,
         options(format, verbose, accept_new_host_keys),
@@ -159,6 +165,8 @@ def push(
 ) -> None:
     """Push flags/<env>.yml as it is to every host (after a hand edit, or to fix drift)."""
     loaded = load(env, playbook=playbook)
+    from deployer.flags.push import push_flags
+
     result = push_flags(loaded, options(format, verbose, accept_new_host_keys))
     if format == "text":
         _summary(result, f"{result.flagset.file}: {len(result.flagset.flags)} flag(s)")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 
 from deployer import phases, staging
-from deployer.analysis.step import analyze_step
-from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice
 from deployer.history import rollback_target
@@ -208,6 +206,8 @@ def _watch(
     live = [hp for hp in plan.hosts if state.on.get(hp.name) == plan.release_id]
     if watch is None or not live:
         return
+    from deployer.analysis.watch import watch_fleet  # only with `watch:` (Prometheus)
+
     result = watch_fleet(
         plan,
         runner,
@@ -285,6 +285,8 @@ def _bake(
             f" ({len(done)} host(s) on {plan.release_id})",
         )
     )
+    from deployer.analysis.step import analyze_step  # only with canary analysis (Prometheus)
+
     verdicts = analyze_step(
         plan,
         runner,

@@ -61,6 +61,24 @@ def matches_source(project: Project, host: str, release: str) -> list[str]:
     return differ
 
 
+def redeploy_and_check_nothing_planted_survives(
+    project: Project, planted_on: str, rel: str
+) -> None:
+    """After `rel` of `planted_on`'s current release was tampered with: a redeploy brings every
+    host to the new release, byte for byte the source, without the planted text; the tampered
+    host's base is refused (its files linked from elsewhere) while the other hosts, whose bases
+    were intact, take the delta and keep it."""
+    (project.app / "VERSION_NOTE").write_text("clean redeploy\n")
+    result, events = deploy(project)
+    second = result[planted_on] or ""
+    for host in HOSTS:
+        assert project.current(host) == second
+        assert matches_source(project, host, second) == [], host
+    assert "planted" not in project.sh(planted_on, f"cat {APP_ROOT}/releases/{second}/{rel}")
+    assert any(f"{planted_on}: files linked from" in n for n in notices(events)), notices(events)
+    assert any("delta upload to 4 host(s)" in n for n in notices(events)), notices(events)
+
+
 def test_a_forged_manifest_on_the_first_host_does_not_downgrade_the_others(
     project: Project,
 ) -> None:
@@ -114,17 +132,7 @@ def test_a_file_edited_in_place_is_not_carried_into_the_next_release(project: Pr
     first = deploy(project)[0]["web1"]
     path = f"{APP_ROOT}/releases/{first}/vendor/mod003.py"
     as_deploy_user(project, "web1", f"chmod u+w {path} && echo 'import os  # planted' >> {path}")
-    (project.app / "VERSION_NOTE").write_text("clean redeploy\n")
-    result, events = deploy(project)
-    second = result["web1"] or ""
-    for host in HOSTS:
-        assert project.current(host) == second
-        assert matches_source(project, host, second) == [], host
-    planted = project.sh("web1", f"cat {APP_ROOT}/releases/{second}/vendor/mod003.py")
-    assert "planted" not in planted
-    assert any("web1: files linked from" in n for n in notices(events)), notices(events)
-    # The other hosts' bases were intact: they took the delta and kept it.
-    assert any("delta upload to 4 host(s)" in n for n in notices(events)), notices(events)
+    redeploy_and_check_nothing_planted_survives(project, "web1", "vendor/mod003.py")
 
 
 def test_an_existing_release_that_was_tampered_with_is_staged_again(project: Project) -> None:
@@ -205,12 +213,4 @@ def test_a_linked_file_overwritten_with_its_size_kept_is_not_carried_forward(
         f" dd of={path} conv=notrunc status=none",
     )
     assert int(project.sh("web2", f"stat -c %s {path}")) == size
-    (project.app / "VERSION_NOTE").write_text("clean redeploy\n")
-    result, events = deploy(project)
-    second = result["web2"] or ""
-    for host in HOSTS:
-        assert project.current(host) == second
-        assert matches_source(project, host, second) == [], host
-    assert "planted" not in project.sh("web2", f"cat {APP_ROOT}/releases/{second}/vendor/mod003.py")
-    assert any("web2: files linked from" in n for n in notices(events)), notices(events)
-    assert any("delta upload to 4 host(s)" in n for n in notices(events)), notices(events)
+    redeploy_and_check_nothing_planted_survives(project, "web2", "vendor/mod003.py")

@@ -205,3 +205,74 @@ def test_a_refused_download_says_so(server: str, tmp_path: Path, tool: str) -> N
     assert b"returned error: 403" in done.stderr and b"expired URL" in done.stderr
     assert b"checksum" not in done.stderr and b"X-Amz-Signature" not in done.stderr
     assert not release.exists()
+
+
+# ---------------------------------------------------------------- presigning
+
+
+class SigningClient:
+    """boto3's presigning, counted: each call signs a new URL."""
+
+    def __init__(self) -> None:
+        self.signed: list[tuple[str, int]] = []
+
+    def generate_presigned_url(self, op: str, Params: dict, ExpiresIn: int) -> str:  # noqa: N803
+        self.signed.append((Params["Key"], ExpiresIn))
+        return f"https://store.test/{Params['Key']}?X-Amz-Signature=sig{len(self.signed)}x4f2a9"
+
+
+def test_hosts_share_one_presigned_url_until_half_its_ttl_is_gone(monkeypatch) -> None:
+    from deployer.artifacts import store as store_module
+
+    registered: list[str] = []
+    real_secret = store_module.Secret
+
+    def counting_secret(value: str) -> Secret:
+        registered.append(value)
+        return real_secret(value)
+
+    monkeypatch.setattr(store_module, "Secret", counting_secret)
+    now = [1000.0]
+    client = SigningClient()
+    store = store_module.S3Store(
+        book("{store: s3, bucket: b-1, url_ttl: 60}"), client, clock=lambda: now[0]
+    )
+
+    first = store.fetch("app/a.tar.gz")
+    assert [store.fetch("app/a.tar.gz") for _ in range(39)] == [first] * 39
+    now[0] += 29.9  # still at least half of the 60 s left
+    assert store.fetch("app/a.tar.gz") is first
+    assert client.signed == [("app/a.tar.gz", 60)]
+    url = first.url.reveal()
+    assert registered == [url, url.split("?", 1)[1]]  # the URL and its query, once
+    assert redact(f"GET {url}") == "GET ***"
+
+    other = store.fetch("app/delta.tar.gz")  # another object: its own URL
+    assert other.url.reveal() != url and len(client.signed) == 2
+
+    now[0] += 0.1  # half the ttl gone: a host would get less than 30 s, so sign again
+    again = store.fetch("app/a.tar.gz")
+    assert again.url.reveal() not in (url, other.url.reveal())
+    assert client.signed[-1] == ("app/a.tar.gz", 60) and len(client.signed) == 3
+    assert store.fetch("app/a.tar.gz") is again
+    assert redact(again.url.reveal()) == "***"
+
+
+def test_hosts_arriving_together_get_one_signature() -> None:
+    from deployer.artifacts.store import S3Store
+
+    client = SigningClient()
+    store = S3Store(book("{store: s3, bucket: b-1}"), client)
+    got: list[Fetch] = []
+    start = threading.Barrier(20)
+
+    def host() -> None:
+        start.wait()
+        got.append(store.fetch("app/a.tar.gz"))
+
+    threads = [threading.Thread(target=host) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(client.signed) == 1 and len({id(f) for f in got}) == 1

@@ -4,6 +4,8 @@ in everything the deployer prints. Real hosts (file modes, /proc) are in tests/i
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
 import json
 import pickle
 import textwrap
@@ -17,7 +19,7 @@ from deployer.config import parse_inventory_yaml, parse_playbook
 from deployer.config.model import Playbook
 from deployer.dryrun import describe
 from deployer.errors import ConfigError, RemoteCommandError
-from deployer.events import Event, EventBus, StepFinished
+from deployer.events import Event, EventBus, Notice, StepFinished
 from deployer.plan import DeployPlan, build_plan
 from deployer.release import build_release
 from deployer.remote import scripts
@@ -122,6 +124,52 @@ def test_redact_event_masks_every_text_field() -> None:
     assert clean.output == "x ***" and clean.at == event.at and clean.error == "e"
     untouched = StepFinished(host="h1", step="s", ok=True, duration=0.1)
     assert redact_event(untouched) is untouched
+
+
+def test_an_event_is_redacted_once_however_many_reporters_the_bus_has(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """JsonLinesReporter and RunRecorder each redact what they get, so that no secret gets
+    out whoever emitted the event; the bus hands both the same event, and the second call
+    answers from the first instead of searching every text again."""
+    from deployer.reporters import JsonLinesReporter, RunRecorder
+
+    Secret("pw-bus-91fe")
+    searched: list[object] = []
+    redact_value = secrets_module._redact_value  # noqa: SLF001
+
+    def counted(value: object) -> object:
+        searched.append(value)
+        return redact_value(value)
+
+    monkeypatch.setattr(secrets_module, "_redact_value", counted)
+    lines = io.StringIO()
+    recorder = RunRecorder(tmp_path)
+    bus = EventBus()
+    bus.subscribe(JsonLinesReporter(lines))
+    bus.subscribe(recorder)
+    seen: list[Event] = []
+    bus.subscribe(lambda event: seen.append(redact_event(event)))
+
+    bus.emit(Notice(level="warning", text="token pw-bus-91fe refused"))
+    assert "pw-bus-91fe" not in lines.getvalue() and "token *** refused" in lines.getvalue()
+    assert recorder.record["notices"] == [{"level": "warning", "text": "token *** refused"}]
+    assert seen[0].text == "token *** refused"  # type: ignore[attr-defined]
+    fields = len(searched)
+    assert fields == len(dataclasses.fields(Notice))  # one pass, for three reporters
+
+    other = Notice(level="info", text="nothing secret")
+    bus.emit(other)
+    assert len(searched) == 2 * fields and seen[1] is other
+
+
+def test_a_secret_registered_since_is_masked_in_an_event_redacted_before() -> None:
+    first = Notice(level="info", text="early pw-late-5d0c")
+    assert redact_event(first) is first
+    Secret("pw-late-5d0c")  # e.g. a presigned URL signed while the run goes on
+    assert redact_event(first).text == "early ***"
+    second = Notice(level="info", text="pw-late-5d0c again")
+    assert redact_event(second).text == "*** again" and redact_event(first).text == "early ***"
 
 
 def test_runner_masks_output_and_errors_of_a_failing_step() -> None:

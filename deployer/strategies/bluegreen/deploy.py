@@ -11,7 +11,6 @@ import time
 from dataclasses import replace
 
 from deployer import phases, staging
-from deployer.analysis.watch import watch_fleet
 from deployer.errors import DeployerError, DeployFailed
 from deployer.events import BatchFinished, BatchStarted, EventBus, Notice
 from deployer.finishing import finish_hosts
@@ -188,6 +187,8 @@ def _watch(
     watch = plan.playbook.watch
     if watch is None:
         return
+    from deployer.analysis.watch import watch_fleet  # only with `watch:` (Prometheus)
+
     serving = list(target.hosts)
     before = [plan.host(n) for n in traffic.members[live]] if live else serving
     result = watch_fleet(
