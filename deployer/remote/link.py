@@ -28,15 +28,17 @@ class Link:
         client: paramiko.SSHClient,
         connect_timeout: float,
         connect_kwargs: Mapping[str, Any],
-        gateway: Link | str | None = None,
+        gateway: Link | None = None,
     ) -> None:
-        """`ssh_config`: the address's entry (paramiko's lookup). `gateway`: an open jump
-        host's Link, or a ProxyCommand. Raises ValueError for a Port that is not a number."""
+        """`ssh_config`: the address's entry (paramiko's lookup), its ProxyCommand included.
+        `gateway`: an open jump host's Link, used instead of any ProxyCommand. Raises
+        ValueError for a Port that is not a number."""
         self.host = str(ssh_config.get("hostname") or address)
         self.user = user or str(ssh_config.get("user") or getpass.getuser())
         self.port = port or int(ssh_config.get("port", DEFAULT_PORT))
         self.client = client
         self.gateway = gateway
+        self.proxy_command = str(ssh_config.get("proxycommand") or "") or None
         self.connect_timeout = connect_timeout
         kwargs = dict(connect_kwargs)
         keys = kwargs.get("key_filename") or []
@@ -64,8 +66,8 @@ class Link:
             sock = through.open_channel(
                 "direct-tcpip", (self.host, self.port), ("", 0), timeout=self.connect_timeout
             )
-        elif self.gateway:
-            sock = paramiko.ProxyCommand(self.gateway)
+        elif self.proxy_command:
+            sock = paramiko.ProxyCommand(self.proxy_command)
         self.client.connect(
             hostname=self.host,
             port=self.port,

@@ -110,8 +110,9 @@ class StepSession:
         self._read(deadline, lambda tail: tail.endswith(ready(nonce)))
         self._chan.sendall(go(nonce, stdin))
         got = self._read(deadline, lambda tail: parse_end(tail, nonce) is not None)
-        code, output = parse_end(got, nonce) or (-1, got)
-        return code, output.decode("utf-8", errors="replace")
+        end = parse_end(got, nonce)
+        assert end is not None  # _read returns once the buffer ends with the marker
+        return end[0], end[1].decode("utf-8", errors="replace")
 
     def _read(self, deadline: float, complete: Callable[[bytes], bool]) -> bytes:
         """What the loop sends until `complete` holds for its last 64 bytes."""

@@ -75,8 +75,9 @@ class Script:
     def command_line(self) -> str:
         """What the SSH exec request carries: the script as one quoted argument to bash, or,
         when that saves at least `COMPRESS_SAVING` bytes, gzip'd (see `compressed`)."""
-        plain = cmd("bash", "-c", self.render())
-        packed = compressed(self.render())
+        text = self.render()
+        plain = cmd("bash", "-c", text)
+        packed = compressed(text)
         return packed if len(packed) + COMPRESS_SAVING <= len(plain) else plain
 
 

@@ -182,8 +182,8 @@ class SSHTransport:
                 connect_timeout=self.connect_timeout,
                 connect_kwargs=connect_kwargs,
                 # A jump host's connection is checked like any other (see _gateway). A
-                # ProxyCommand is only a socket: the key is still checked here.
-                gateway=gateway or _proxy_command(ssh_config),
+                # ProxyCommand (from ssh_config) is only a socket: the key is still checked here.
+                gateway=gateway,
             )
         except ValueError as exc:  # e.g. `Port abc` in the config
             raise ConfigError(
@@ -392,11 +392,6 @@ class SSHTransport:
                 thread.start()
             for thread in threads:
                 thread.join()
-
-
-def _proxy_command(ssh_config: dict[str, object]) -> str | None:
-    command = ssh_config.get("proxycommand")
-    return str(command) if command else None
 
 
 def _close_quietly(conn: Link) -> None:
