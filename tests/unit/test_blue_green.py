@@ -15,6 +15,7 @@ from deployer.errors import ConfigError, PreflightError
 from deployer.history import Record, parse_records
 from deployer.remote import lb
 from deployer.remote.scripts import Layout
+from deployer.strategies.bluegreen.switch import _where
 from deployer.strategies.bluegreen.traffic import TrafficPlan, color_plan, live_color, plan_traffic
 from tests.unit.planning import RELEASE, load_balancer, plan_for, write_lb_template
 
@@ -227,3 +228,13 @@ def test_switch_traffic_script_installs_validates_reloads_and_records() -> None:
         "mv -fT /srv/app/.deploy/live.tmp /srv/app/.deploy/live",
         "echo @@live green",
     ]
+
+
+def test_a_failed_switch_names_the_load_balancers_pointed_back_and_those_that_were_not() -> None:
+    assert _where([], [], "blue") == ""
+    assert _where(["lb1"], [], None) == ""
+    assert _where(["lb1", "lb2"], [], "blue") == "; lb1, lb2 pointed back at blue"
+    both = _where(["lb1", "lb2"], ["lb2"], "blue")
+    assert both.startswith("; lb1 pointed back at blue; lb2 could not be pointed back at blue")
+    assert "may still send traffic to the new color" in both
+    assert "pointed back at blue;" not in _where(["lb1"], ["lb1"], "blue")

@@ -69,8 +69,8 @@ def switch_traffic(
             failed = _verify(runner, lb, release)
             what = f"it was switched but does not serve {release}"
         if failed is not None:
-            _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
-            where = f"; {', '.join(done)} pointed back at {back}" if done and back else ""
+            stuck = _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
+            where = _where(done, stuck, back)
             raise DeployFailed(
                 f"switching traffic to {to} failed on {lb.name}: {what}{where}",
                 failures=[failed],
@@ -104,14 +104,38 @@ def _switch_back(
     done: Sequence[str],
     back: str | None,
     release: str | None,
-) -> None:
+) -> list[str]:
+    """Point the load balancers in `done` back at `back`, each checked through its own
+    `verify` probe like a switch forward; returns those that failed either."""
     if not done or back is None:
-        return
+        return []
     record = traffic_record(run_id, back, release, None).to_json()
+    stuck: list[str] = []
     for lb in traffic.lbs:
         if lb.name not in done:
             continue
         script = lb.switch_script(run_id, back, release, record)
         outcome = _run_on(runner, lb.hp, script)
         if isinstance(outcome, DeployerError):
-            bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {outcome}"))
+            problem = str(outcome)
+        else:
+            unserved = _verify(runner, lb, release)
+            problem = f"it does not serve {release}: {unserved}" if unserved else ""
+        if problem:
+            stuck.append(lb.name)
+            bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {problem}"))
+    return stuck
+
+
+def _where(done: Sequence[str], stuck: Sequence[str], back: str | None) -> str:
+    """The DeployFailed message's account of the load balancers already switched."""
+    if not done or back is None:
+        return ""
+    ok = [name for name in done if name not in stuck]
+    parts = [f"{', '.join(ok)} pointed back at {back}"] if ok else []
+    if stuck:
+        parts.append(
+            f"{', '.join(stuck)} could not be pointed back at {back} and may still send"
+            " traffic to the new color (see the errors above)"
+        )
+    return "; " + "; ".join(parts)
