@@ -80,6 +80,7 @@ class SSHTransport:
         self._config = Config(runtime_ssh_path=ssh_config) if ssh_config else Config()
         self._key_files = KeyFiles()
         self._known_hosts = KnownHostsReader()
+        self._lookups: dict[str, dict[str, object]] = {}  # address -> its ssh_config entry
 
     # ------------------------------------------------------------------ connecting
 
@@ -125,7 +126,11 @@ class SSHTransport:
         return spec
 
     def _ssh_config(self, address: str) -> dict[str, object]:
-        return dict(self._config.base_ssh_config.lookup(address))
+        """The config's entry for an address, looked up once per run (a copy each time)."""
+        found = self._lookups.get(address)
+        if found is None:
+            found = self._lookups[address] = dict(self._config.base_ssh_config.lookup(address))
+        return dict(found)
 
     def _gateway(self, host: Host, spec: str) -> Link:
         """The jump host's connection, opened once and shared by every host behind it. Its
