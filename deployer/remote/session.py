@@ -17,7 +17,8 @@ Nothing runs before "go", and "go" is sent only while the step's deadline has no
 host that stopped (a frozen VM, a paused container) and wakes after the deployer gave up on the
 step finds its connection closed instead of a "go", and runs nothing, as an exec request that
 was never answered ran nothing. Each step still runs in a fresh `bash -c` with the login
-environment, exactly as an exec session ran it; the loop's own variables are not exported. Its
+environment and in a process group of its own, exactly as an exec session ran it; the loop's
+own variables are not exported. Its
 stdin is exactly the bytes sent with it (`head -c`), drained after it exits so the next header
 is read where it starts. The nonce is random per step: output cannot end a step early. The
 script always travels gzip'd, so that a frame cut short (the deploying machine died while
@@ -56,8 +57,10 @@ _LOOP = (
     "IFS=' ' read -r g m i || exit 0; "
     'case "$g $m $i" in "go $n "[0-9]*) ;; *) exit 65;; esac; '
     "case $i in *[!0-9]*) exit 65;; esac; "
-    'head -c "$i" | { bash -c "$c" 2>&1; r=$?; cat >/dev/null; '
-    'printf \'\\n@@done %s %s\\n\' "$n" "$r"; } | dd obs=1M status=none; '
+    # set -m: the step gets a process group of its own, as an exec session's command has,
+    # so `kill 0` (or a trap doing it) ends the step and not the loop. Job notices: dropped.
+    'head -c "$i" | { set -m; bash -c "$c" 2>&1 <&0 & wait $!; r=$?; cat >/dev/null; '
+    'printf \'\\n@@done %s %s\\n\' "$n" "$r"; } 2>/dev/null | dd obs=1M status=none; '
     "done"
 )
 SERVER = cmd("bash", "-c", _LOOP)

@@ -67,6 +67,8 @@ def test_steps_share_the_hosts_session_and_each_runs_as_it_would_on_its_own(
         assert code == 0 and output.split()[:3] == ["unset", home, "5"]
         assert output.split()[3] != pid  # a fresh bash each time
         assert run("echo out; echo err >&2; exit 9") == (9, "out\nerr\n")
+        # A step has a process group of its own: signalling it leaves the loop running.
+        assert run("echo before", "kill 0", "echo after") == (143, "before\n")
         # An archive-sized stdin streams through an exec session of its own.
         big = os.urandom(2 * 1024 * 1024)
         assert (

@@ -23,8 +23,14 @@ def step(script: Script, stdin: bytes, nonce: str) -> bytes:
 
 
 def loop(frames: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    # A session of its own, as sshd starts each exec session's command.
     return subprocess.run(
-        ["bash", "-c", _LOOP], input=frames, capture_output=True, cwd=cwd, timeout=30
+        ["bash", "-c", _LOOP],
+        input=frames,
+        capture_output=True,
+        cwd=cwd,
+        timeout=30,
+        start_new_session=True,
     )
 
 
@@ -71,6 +77,21 @@ def test_each_step_runs_in_a_fresh_bash_with_exactly_its_own_stdin(tmp_path: Pat
     assert b == (0, f"unset {tmp_path} 5\nerr\n")  # stderr in the output, in order
     assert c[0] == 1 and "never" not in c[1]  # `set -eu` holds in every step
     assert d == (7, "")
+
+
+def test_a_step_that_signals_its_own_process_group_ends_itself_not_the_loop(
+    tmp_path: Path,
+) -> None:
+    # `kill 0`, or a cleanup trap doing it, as it would in an exec session of its own.
+    frames = step(Script("a", ("echo before", "kill 0", "echo after")), b"", NONCES[0])
+    frames += step(Script("b", ("trap 'kill 0' EXIT", "echo trapped")), b"", NONCES[1])
+    frames += step(Script("c", ("echo still here",)), b"", NONCES[2])
+    done = loop(frames, tmp_path)
+    assert done.returncode == 0 and done.stderr == b""
+    a, b, c = steps(done.stdout, NONCES[:3])
+    assert a == (143, "before\n")  # 128 + SIGTERM, its output kept
+    assert b == (143, "trapped\n")
+    assert c == (0, "still here\n")
 
 
 def test_output_that_imitates_the_end_marker_does_not_end_the_step(tmp_path: Path) -> None:
