@@ -295,8 +295,10 @@ class SSHTransport:
             self._drop(host)
             raise TransportError(
                 host.name,
-                f"step '{script.step}' timed out after {timeout:.0f}s (host not answering)",
-                hint="check the host; the deploy treats it as failed",
+                f"step '{script.step}' timed out after {timeout:.0f}s",
+                hint="the host stopped answering, or the step's command is still running"
+                " (a process it left in the background keeps its output open unless"
+                " redirected: `cmd >log 2>&1 &`); the deploy treats the host as failed",
             ) from None
         except (OSError, paramiko.SSHException, EOFError, SessionLost) as exc:
             self._drop(host)
