@@ -120,7 +120,8 @@ def _switch_back(
             problem = str(outcome)
         else:
             unserved = _verify(runner, lb, release)
-            problem = f"it does not serve {release}: {unserved}" if unserved else ""
+            what = release or f"the {back} color"
+            problem = f"it does not serve {what}: {unserved}" if unserved else ""
         if problem:
             stuck.append(lb.name)
             bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {problem}"))
