@@ -70,7 +70,9 @@ def finish_steps(evs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def trace_summary(evs: list[dict[str, Any]], traces: dict[str, list[tuple[float, str]]]) -> dict:
+def trace_summary(
+    evs: list[dict[str, Any]], traces: dict[str, list[tuple[float, str]]]
+) -> dict[str, Any]:
     """Per host: controller's StepStarted -> bash started, the script's own time, its slowest
     command, and bash's end -> the controller's StepFinished."""
     started = {
