@@ -194,12 +194,14 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _wall_caveat(record: dict[str, Any]) -> str:
-    """Whether the wall column can be compared with other runs: only from an idle machine."""
-    load = record.get("load_avg")
-    if load is not None and load < 0.5 * record.get("cores", 1):
-        return "The machine was idle at the start, so wall times compare with other idle runs."
-    return (
+def _machine_load(record: dict[str, Any]) -> str:
+    """The load at the start, and whether the wall column compares with other runs: only
+    from an idle machine (1-minute load under half the cores)."""
+    load, cores = record["load"], record["cores"]
+    said = f"Machine load: load average {load:.1f} on {cores} cores. "
+    if load < 0.5 * cores:
+        return said + "The machine was idle at the start: wall times compare with other idle runs."
+    return said + (
         "**Wall times are from a loaded machine and are not comparable**: re-run on an idle"
         " one for them; bytes and CPU seconds hold."
     )
@@ -220,7 +222,7 @@ def render(record: dict[str, Any]) -> str:
         " user + system seconds of `invoke deploy` and its children (the archive build"
         " included). The store is moto's server on loopback, standing in for S3.",
         "",
-        f"Machine load: {record['load']}. " + _wall_caveat(record),
+        _machine_load(record),
         "",
         f"Runs per row: {record.get('runs', 1)} (the row is the run with the median CPU; every"
         " run's CPU is in brackets)."
@@ -293,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.transfer " + " ".join(argv or sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "tree": {"files": info.files, "bytes": info.bytes},
-        "load": f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
-        "load_avg": os.getloadavg()[0],
+        "load": os.getloadavg()[0],
         "cores": os.cpu_count() or 1,
         "rows": [],
         "runs": args.runs,

@@ -59,16 +59,15 @@ def switch_traffic(
     done: list[str] = []
     for lb in traffic.lbs:
         script = lb.switch_script(run_id, to, release, record)
-        failed: DeployerError | None = None
-        outcome = _run_on(runner, lb.hp, script)
-        if isinstance(outcome, DeployerError):
-            failed = outcome
-            what = "the load balancer keeps its previous config"
-        else:
+        switched, failed = _switch_one(runner, lb, script, release)
+        if switched:
             done.append(lb.name)
-            failed = _verify(runner, lb, release)
-            what = f"it was switched but does not serve {release}"
         if failed is not None:
+            what = (
+                f"it was switched but does not serve {release}"
+                if switched
+                else "the load balancer keeps its previous config"
+            )
             stuck = _switch_back(traffic, runner, bus, run_id, done, back, previous_release)
             where = _where(done, stuck, back)
             raise DeployFailed(
@@ -78,6 +77,17 @@ def switch_traffic(
                 f" (look at {lb.dest} and its validate command on {lb.name})",
             )
         bus.emit(Notice(level="info", text=f"{lb.name}: traffic now goes to {to}"))
+
+
+def _switch_one(
+    runner: Runner, lb: LbPlan, script: Script, release: str | None
+) -> tuple[bool, DeployerError | None]:
+    """One load balancer's switch script, then its verify probe: whether its config was
+    switched, and what failed (None: it serves `release`)."""
+    outcome = _run_on(runner, lb.hp, script)
+    if isinstance(outcome, DeployerError):
+        return False, outcome
+    return True, _verify(runner, lb, release)
 
 
 def _verify(runner: Runner, lb: LbPlan, release: str | None) -> None | DeployerError:
@@ -115,15 +125,11 @@ def _switch_back(
         if lb.name not in done:
             continue
         script = lb.switch_script(run_id, back, release, record)
-        outcome = _run_on(runner, lb.hp, script)
-        if isinstance(outcome, DeployerError):
-            problem = str(outcome)
-        else:
-            unserved = _verify(runner, lb, release)
-            what = release or f"the {back} color"
-            problem = f"it does not serve {what}: {unserved}" if unserved else ""
-        if problem:
+        switched, failed = _switch_one(runner, lb, script, release)
+        if failed is not None:
             stuck.append(lb.name)
+            what = release or f"the {back} color"
+            problem = f"it does not serve {what}: {failed}" if switched else str(failed)
             bus.emit(Notice(level="error", text=f"{lb.name}: pointing back at {back}: {problem}"))
     return stuck
 
